@@ -1,0 +1,86 @@
+/*
+ * heap.c - the per-node event queue.
+ *
+ * A binary min-heap of cs_event values in one growable array: no
+ * allocation per event, only amortised doubling.  The key (at, src, seq)
+ * is unique, so the pop order is fully determined by the set of events,
+ * whatever order they were pushed in; the scheduler relies on this when it
+ * merges the sends of a window.  Not thread-safe: a heap belongs to one
+ * node and is touched by the worker that owns the node, or by the main
+ * thread at a barrier.
+ */
+#include "cs_int.h"
+
+void cs__heap_init(cs_heap *h)
+{
+    h->ev = NULL;
+    h->len = h->cap = 0;
+}
+
+void cs__heap_fini(cs_heap *h)
+{
+    size_t i;
+
+    for (i = 0; i < h->len; i++) {
+        cs_msg_unref(h->ev[i].msg);
+    }
+    cs_free(h->ev);
+    cs__heap_init(h);
+}
+
+int cs__heap_push(cs_heap *h, const cs_event *ev)
+{
+    size_t i, parent;
+
+    if (h->len == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : 16;
+        cs_event *nev = cs_realloc(h->ev, ncap * sizeof *nev);
+
+        if (nev == NULL) {
+            return CS_ENOMEM;
+        }
+        h->ev = nev;
+        h->cap = ncap;
+    }
+    /* Sift up with a hole instead of swaps. */
+    i = h->len++;
+    while (i > 0) {
+        parent = (i - 1) / 2;
+        if (!cs__event_less(ev, &h->ev[parent])) {
+            break;
+        }
+        h->ev[i] = h->ev[parent];
+        i = parent;
+    }
+    h->ev[i] = *ev;
+    return CS_OK;
+}
+
+void cs__heap_pop(cs_heap *h, cs_event *out)
+{
+    size_t i = 0, child;
+    cs_event last;
+
+    CS_ASSERT(h->len > 0);
+    *out = h->ev[0];
+    last = h->ev[--h->len];
+    /* Sift the last element down from the root. */
+    for (;;) {
+        child = 2 * i + 1;
+        if (child >= h->len) {
+            break;
+        }
+        if (child + 1 < h->len &&
+            cs__event_less(&h->ev[child + 1], &h->ev[child])) {
+            child++;
+        }
+        if (!cs__event_less(&h->ev[child], &last)) {
+            break;
+        }
+        h->ev[i] = h->ev[child];
+        i = child;
+    }
+    if (h->len > 0) {
+        h->ev[i] = last;
+    }
+}

@@ -1,0 +1,945 @@
+/*
+ * sim.c - the deterministic virtual-time scheduler.
+ *
+ * Conservative parallel discrete-event simulation.  Let L be the network's
+ * smallest delay (the lookahead).  The run proceeds in windows [T, W) with
+ * T the earliest pending event and W = min(T + L, next scenario action,
+ * until + 1).  A message sent at time t >= T arrives at t + delay >= T + L
+ * >= W, so nothing sent inside a window can land inside it: the nodes that
+ * have events before W are independent and are handled in parallel, each
+ * by exactly one worker, each in its own (at, src, seq) order.
+ *
+ * A node's sends go to its own outbox, its timers straight into its own
+ * heap (a timer may fire inside the window), and its proposals, decisions
+ * and emitted records into its own record list.  At the barrier the main
+ * thread moves the outboxes into the destination heaps (the heap key is
+ * unique, so push order does not matter), then sorts the window's records
+ * by (at, node, seq) and feeds them to the checker and to the embedder's
+ * output callback.  Windows, event order, random draws (each node draws
+ * from its own stream) and record order are all functions of the seed
+ * alone: the number of threads changes nothing but speed.
+ *
+ * Threads and locking: the pool has one mutex, 'lock', protecting 'round',
+ * 'running' and 'quit'; the phase description (active list, window end) is
+ * written by the main thread before it takes the lock to start a round,
+ * and read by workers after they take it, so the lock orders them.  Work
+ * is handed out through the atomic 'next' index.  Everything in a node_rt
+ * is touched only by the worker running that node in the current round,
+ * or by the main thread between rounds: no lock.  Lock order: there is
+ * only one lock, and no callback runs while it is held.
+ */
+#include "cs_int.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT };
+
+typedef struct record {
+    cs_time at;
+    uint64_t seq;
+    uint32_t node;
+    int type;           /* REC_* */
+    int kind;           /* embedder's kind for REC_OUTPUT */
+    int64_t slot;
+    size_t len;
+    void *data;         /* owned */
+} record;
+
+typedef struct vec {
+    void *p;
+    size_t len, cap;
+} vec;
+
+typedef struct node_rt {
+    cs_heap heap;
+    cs_rng rng;
+    cs_time now;
+    uint64_t seq;           /* orders this node's sends, timers, records */
+    uint32_t *tgen;         /* timer generation per tag */
+    uint32_t ntgen;
+    vec outbox;             /* cs_event, dst set */
+    vec recs;               /* record */
+    cs_stats st;            /* this node's share of the counters */
+    unsigned char byz, failed, active;
+} node_rt;
+
+typedef struct action {
+    cs_time at;
+    uint64_t seq;
+    uint64_t id;
+} action;
+
+enum { PHASE_START, PHASE_WINDOW };
+
+struct cs_sim {
+    cs_sim_config cfg;
+    cs_time lookahead;
+    node_rt *nodes;
+    cs_check *check;
+    action *acts;           /* min-heap by (at, seq) */
+    size_t nacts, capacts;
+    uint64_t act_seq;
+    atomic_int stop;
+    atomic_int err;         /* first CS_ENOMEM seen by a worker */
+    int running;
+
+    /* the current phase, set by the main thread before a round */
+    const cs_callbacks *cb;
+    int phase;
+    cs_time wend;
+    uint32_t *active;
+    size_t nactive;
+    atomic_size_t next;
+
+    /* the worker pool */
+    pthread_mutex_t lock;
+    pthread_cond_t go, done;
+    uint64_t round;
+    unsigned busy;          /* workers still in the round */
+    int quit;
+    pthread_t *th;
+    unsigned nth;
+
+    record *recbuf;         /* barrier scratch */
+    size_t caprec;
+    cs_time end;
+};
+
+/* ------------------------------------------------------------- helpers */
+
+static int vec_push(vec *v, const void *item, size_t size)
+{
+    if (v->len == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 8;
+        void *np = cs_realloc(v->p, ncap * size);
+
+        if (np == NULL) {
+            return CS_ENOMEM;
+        }
+        v->p = np;
+        v->cap = ncap;
+    }
+    memcpy((char *)v->p + v->len * size, item, size);
+    v->len++;
+    return CS_OK;
+}
+
+static void note_err(cs_sim *sim, int rc)
+{
+    int zero = 0;
+
+    if (rc != CS_OK) {
+        atomic_compare_exchange_strong(&sim->err, &zero, rc);
+    }
+}
+
+static int act_less(const action *a, const action *b)
+{
+    return a->at != b->at ? a->at < b->at : a->seq < b->seq;
+}
+
+static void act_pop(cs_sim *sim, action *out)
+{
+    size_t i = 0, c;
+    action last;
+
+    *out = sim->acts[0];
+    last = sim->acts[--sim->nacts];
+    for (;;) {
+        c = 2 * i + 1;
+        if (c >= sim->nacts) {
+            break;
+        }
+        if (c + 1 < sim->nacts && act_less(&sim->acts[c + 1], &sim->acts[c])) {
+            c++;
+        }
+        if (!act_less(&sim->acts[c], &last)) {
+            break;
+        }
+        sim->acts[i] = sim->acts[c];
+        i = c;
+    }
+    if (sim->nacts > 0) {
+        sim->acts[i] = last;
+    }
+}
+
+/* ------------------------------------------------------------- config */
+
+void cs_sim_config_init(cs_sim_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->nodes = 4;
+    cfg->seed = 1;
+    cfg->threads = 1;
+    cfg->net.latency.kind = CS_LAT_CONST;
+    cfg->net.latency.a = 10000;
+    cfg->until = CS_MS(60000);
+    cfg->expect_slots = 1;
+    cfg->stop_when_decided = 1;
+    cfg->check_validity = 1;
+}
+
+int cs_sim_new(cs_sim **out, const cs_sim_config *cfg)
+{
+    cs_sim *sim;
+    uint32_t i;
+    int rc;
+
+    if (cfg->nodes == 0 || cfg->threads == 0 || cfg->until < 0 ||
+        cs_net_validate(&cfg->net) != CS_OK) {
+        return CS_EINVAL;
+    }
+    if ((sim = cs_calloc(1, sizeof *sim)) == NULL) {
+        return CS_ENOMEM;
+    }
+    sim->cfg = *cfg;
+    sim->lookahead = cs_net_min_delay(&cfg->net);
+    sim->nodes = cs_calloc(cfg->nodes, sizeof *sim->nodes);
+    sim->active = cs_calloc(cfg->nodes, sizeof *sim->active);
+    if (sim->nodes == NULL || sim->active == NULL) {
+        cs_sim_free(sim);
+        return CS_ENOMEM;
+    }
+    for (i = 0; i < cfg->nodes; i++) {
+        cs__heap_init(&sim->nodes[i].heap);
+        cs_rng_init(&sim->nodes[i].rng, cfg->seed, i);
+    }
+    rc = cs__check_new(&sim->check, cfg->nodes, cfg->check_validity);
+    if (rc != CS_OK) {
+        cs_sim_free(sim);
+        return rc;
+    }
+    atomic_init(&sim->stop, 0);
+    atomic_init(&sim->err, 0);
+    atomic_init(&sim->next, 0);
+    *out = sim;
+    return CS_OK;
+}
+
+static void free_recs(vec *v)
+{
+    size_t i;
+
+    for (i = 0; i < v->len; i++) {
+        cs_free(((record *)v->p)[i].data);
+    }
+    v->len = 0;
+}
+
+static void free_outbox(vec *v)
+{
+    size_t i;
+
+    for (i = 0; i < v->len; i++) {
+        cs_msg_unref(((cs_event *)v->p)[i].msg);
+    }
+    v->len = 0;
+}
+
+void cs_sim_free(cs_sim *sim)
+{
+    uint32_t i;
+
+    if (sim == NULL) {
+        return;
+    }
+    if (sim->nodes != NULL) {
+        for (i = 0; i < sim->cfg.nodes; i++) {
+            node_rt *n = &sim->nodes[i];
+
+            cs__heap_fini(&n->heap);
+            free_outbox(&n->outbox);
+            free_recs(&n->recs);
+            cs_free(n->outbox.p);
+            cs_free(n->recs.p);
+            cs_free(n->tgen);
+        }
+    }
+    cs__check_free(sim->check);
+    cs_free(sim->nodes);
+    cs_free(sim->active);
+    cs_free(sim->acts);
+    cs_free(sim->recbuf);
+    cs_free(sim);
+}
+
+int cs_sim_set_byzantine(cs_sim *sim, uint32_t node, int byz)
+{
+    if (node >= sim->cfg.nodes || sim->running) {
+        return CS_EINVAL;
+    }
+    sim->nodes[node].byz = byz != 0;
+    return CS_OK;
+}
+
+int cs_sim_is_byzantine(const cs_sim *sim, uint32_t node)
+{
+    return node < sim->cfg.nodes && sim->nodes[node].byz;
+}
+
+int cs_sim_at(cs_sim *sim, cs_time t, uint64_t id)
+{
+    action a = { t, sim->act_seq++, id };
+    size_t i, parent;
+
+    if (t < 0) {
+        return CS_EINVAL;
+    }
+    if (sim->nacts == sim->capacts) {
+        size_t ncap = sim->capacts ? sim->capacts * 2 : 16;
+        action *na = cs_realloc(sim->acts, ncap * sizeof *na);
+
+        if (na == NULL) {
+            return CS_ENOMEM;
+        }
+        sim->acts = na;
+        sim->capacts = ncap;
+    }
+    i = sim->nacts++;
+    while (i > 0) {
+        parent = (i - 1) / 2;
+        if (!act_less(&a, &sim->acts[parent])) {
+            break;
+        }
+        sim->acts[i] = sim->acts[parent];
+        i = parent;
+    }
+    sim->acts[i] = a;
+    return CS_OK;
+}
+
+void cs_sim_stop(cs_sim *sim)
+{
+    atomic_store(&sim->stop, 1);
+}
+
+/* ------------------------------------------------------ node-side calls */
+
+static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
+                    cs_msg *msg, cs_time delay)
+{
+    cs_event ev;
+    int rc;
+
+    ev.at = n->now + delay;
+    ev.seq = n->seq++;
+    ev.src = from;
+    ev.dst = to;
+    ev.tag = 0;
+    ev.gen = 0;
+    ev.msg = cs_msg_ref(msg);
+    if ((rc = vec_push(&n->outbox, &ev, sizeof ev)) != CS_OK) {
+        cs_msg_unref(msg);
+        note_err(sim, rc);
+    }
+    return rc;
+}
+
+int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
+{
+    node_rt *n;
+    cs_time delay;
+    int rc;
+
+    if (from >= sim->cfg.nodes || to >= sim->cfg.nodes) {
+        return CS_EINVAL;
+    }
+    n = &sim->nodes[from];
+    n->st.sent++;
+    n->st.bytes += cs_msg_len(msg);
+    /* The draws happen in a fixed order per message, so the stream stays
+     * aligned whatever the outcome. */
+    if (sim->cfg.net.loss > 0 && cs_rng_double(&n->rng) < sim->cfg.net.loss) {
+        n->st.dropped++;
+        return CS_OK;
+    }
+    delay = cs_net_delay(&sim->cfg.net, &n->rng);
+    if ((rc = push_out(sim, n, from, to, msg, delay)) != CS_OK) {
+        return rc;
+    }
+    if (sim->cfg.net.duplicate > 0 &&
+        cs_rng_double(&n->rng) < sim->cfg.net.duplicate) {
+        n->st.duplicated++;
+        delay = cs_net_delay(&sim->cfg.net, &n->rng);
+        return push_out(sim, n, from, to, msg, delay);
+    }
+    return CS_OK;
+}
+
+int cs_sim_broadcast(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
+{
+    uint32_t i;
+    int rc;
+
+    for (i = 0; i < sim->cfg.nodes; i++) {
+        if (i == from && !self) {
+            continue;
+        }
+        if ((rc = cs_sim_send(sim, from, i, msg)) != CS_OK) {
+            return rc;
+        }
+    }
+    return CS_OK;
+}
+
+static int grow_tags(node_rt *n, uint32_t tag)
+{
+    uint32_t ncap = n->ntgen ? n->ntgen : 8, i;
+    uint32_t *ng;
+
+    while (ncap <= tag) {
+        ncap *= 2;
+    }
+    if ((ng = cs_realloc(n->tgen, ncap * sizeof *ng)) == NULL) {
+        return CS_ENOMEM;
+    }
+    for (i = n->ntgen; i < ncap; i++) {
+        ng[i] = 0;
+    }
+    n->tgen = ng;
+    n->ntgen = ncap;
+    return CS_OK;
+}
+
+int cs_sim_set_timer(cs_sim *sim, uint32_t node, uint32_t tag, cs_time delay)
+{
+    node_rt *n;
+    cs_event ev;
+    int rc;
+
+    if (node >= sim->cfg.nodes || delay < 0) {
+        return CS_EINVAL;
+    }
+    n = &sim->nodes[node];
+    if (tag >= n->ntgen && (rc = grow_tags(n, tag)) != CS_OK) {
+        return rc;
+    }
+    /* A new generation makes any pending event of this tag stale. */
+    ev.at = n->now + delay;
+    ev.seq = n->seq++;
+    ev.src = node;
+    ev.dst = node;
+    ev.tag = tag;
+    ev.gen = ++n->tgen[tag];
+    ev.msg = NULL;
+    return cs__heap_push(&n->heap, &ev);
+}
+
+int cs_sim_cancel_timer(cs_sim *sim, uint32_t node, uint32_t tag)
+{
+    node_rt *n;
+
+    if (node >= sim->cfg.nodes) {
+        return CS_EINVAL;
+    }
+    n = &sim->nodes[node];
+    if (tag < n->ntgen) {
+        n->tgen[tag]++;
+    }
+    return CS_OK;
+}
+
+cs_time cs_sim_now(const cs_sim *sim, uint32_t node)
+{
+    return node < sim->cfg.nodes ? sim->nodes[node].now : 0;
+}
+
+cs_rng *cs_sim_rng(cs_sim *sim, uint32_t node)
+{
+    return node < sim->cfg.nodes ? &sim->nodes[node].rng : NULL;
+}
+
+static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
+                      int64_t slot, const void *data, size_t len)
+{
+    node_rt *n;
+    record r;
+    int rc;
+
+    if (node >= sim->cfg.nodes) {
+        return CS_EINVAL;
+    }
+    n = &sim->nodes[node];
+    r.at = n->now;
+    r.seq = n->seq++;
+    r.node = node;
+    r.type = type;
+    r.kind = kind;
+    r.slot = slot;
+    r.len = len;
+    if ((r.data = cs_malloc(len)) == NULL) {
+        return CS_ENOMEM;
+    }
+    if (len > 0) {
+        memcpy(r.data, data, len);
+    }
+    if ((rc = vec_push(&n->recs, &r, sizeof r)) != CS_OK) {
+        cs_free(r.data);
+    }
+    return rc;
+}
+
+int cs_sim_propose(cs_sim *sim, uint32_t node, int64_t slot, int any,
+                   const void *val, size_t len)
+{
+    return add_record(sim, node, any ? REC_PROPOSE_ANY : REC_PROPOSE, 0,
+                      slot, val, len);
+}
+
+int cs_sim_decide(cs_sim *sim, uint32_t node, int64_t slot, const void *val,
+                  size_t len)
+{
+    return add_record(sim, node, REC_DECIDE, 0, slot, val, len);
+}
+
+int cs_sim_emit(cs_sim *sim, uint32_t node, int kind, const void *data,
+                size_t len)
+{
+    return add_record(sim, node, REC_OUTPUT, kind, 0, data, len);
+}
+
+uint32_t cs_sim_nodes(const cs_sim *sim)
+{
+    return sim->cfg.nodes;
+}
+
+uint64_t cs_sim_seed(const cs_sim *sim)
+{
+    return sim->cfg.seed;
+}
+
+int cs_sim_node_failed(const cs_sim *sim, uint32_t node)
+{
+    return node < sim->cfg.nodes && sim->nodes[node].failed;
+}
+
+uint32_t cs_sim_decided(const cs_sim *sim, uint32_t node)
+{
+    return node < sim->cfg.nodes ? cs__check_decided(sim->check, node) : 0;
+}
+
+/* ---------------------------------------------------------- the workers */
+
+/* Handle node 'id' for the current phase.  Runs on exactly one thread. */
+static void run_node(cs_sim *sim, uint32_t id)
+{
+    const cs_callbacks *cb = sim->cb;
+    node_rt *n = &sim->nodes[id];
+    cs_event ev;
+    int rc;
+
+    if (sim->phase == PHASE_START) {
+        n->now = 0;
+        if (cb->start != NULL && cb->start(cb->ud, sim, id) != 0) {
+            n->failed = 1;
+        }
+        return;
+    }
+    while (n->heap.len > 0 && cs__heap_top(&n->heap)->at < sim->wend) {
+        cs__heap_pop(&n->heap, &ev);
+        if (n->failed) {
+            cs_msg_unref(ev.msg);   /* a failed node handles nothing */
+            continue;
+        }
+        if (ev.msg != NULL) {
+            n->now = ev.at;
+            n->st.delivered++;
+            rc = cb->message != NULL
+                     ? cb->message(cb->ud, sim, id, ev.src, ev.msg)
+                     : 0;
+            cs_msg_unref(ev.msg);
+        } else if (ev.tag < n->ntgen && ev.gen == n->tgen[ev.tag]) {
+            n->now = ev.at;
+            n->tgen[ev.tag]++;      /* fired: no longer pending */
+            n->st.timers++;
+            rc = cb->timer != NULL ? cb->timer(cb->ud, sim, id, ev.tag) : 0;
+        } else {
+            continue;               /* a cancelled or replaced timer */
+        }
+        if (rc != 0) {
+            n->failed = 1;
+        }
+    }
+}
+
+static void do_work(cs_sim *sim)
+{
+    size_t i;
+
+    while ((i = atomic_fetch_add(&sim->next, 1)) < sim->nactive) {
+        run_node(sim, sim->active[i]);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    cs_sim *sim = arg;
+    uint64_t seen = 0;
+
+    for (;;) {
+        cs_mutex_lock(&sim->lock);
+        while (sim->round == seen && !sim->quit) {
+            cs_cond_wait(&sim->go, &sim->lock);
+        }
+        if (sim->quit) {
+            cs_mutex_unlock(&sim->lock);
+            return NULL;
+        }
+        seen = sim->round;
+        cs_mutex_unlock(&sim->lock);
+
+        do_work(sim);
+
+        cs_mutex_lock(&sim->lock);
+        if (--sim->busy == 0) {
+            cs_cond_signal(&sim->done);
+        }
+        cs_mutex_unlock(&sim->lock);
+    }
+}
+
+/* Run the phase described by sim->phase/active/wend on every thread. */
+static void run_round(cs_sim *sim)
+{
+    atomic_store(&sim->next, 0);
+    if (sim->nth == 0 || sim->nactive <= 1) {
+        do_work(sim);
+        return;
+    }
+    cs_mutex_lock(&sim->lock);
+    sim->round++;
+    sim->busy = sim->nth;
+    cs_cond_broadcast(&sim->go);
+    cs_mutex_unlock(&sim->lock);
+
+    do_work(sim);
+
+    cs_mutex_lock(&sim->lock);
+    while (sim->busy > 0) {
+        cs_cond_wait(&sim->done, &sim->lock);
+    }
+    cs_mutex_unlock(&sim->lock);
+}
+
+static int pool_start(cs_sim *sim)
+{
+    unsigned i;
+
+    sim->nth = 0;
+    if (sim->cfg.threads <= 1 || sim->cfg.nodes <= 1) {
+        return CS_OK;
+    }
+    CS_ASSERT(pthread_mutex_init(&sim->lock, NULL) == 0);
+    CS_ASSERT(pthread_cond_init(&sim->go, NULL) == 0);
+    CS_ASSERT(pthread_cond_init(&sim->done, NULL) == 0);
+    sim->round = 0;
+    sim->quit = 0;
+    sim->th = cs_calloc(sim->cfg.threads - 1, sizeof *sim->th);
+    if (sim->th == NULL) {
+        return CS_ENOMEM;
+    }
+    for (i = 0; i < sim->cfg.threads - 1; i++) {
+        if (pthread_create(&sim->th[i], NULL, worker_main, sim) != 0) {
+            break;          /* fewer workers only means less speed */
+        }
+        sim->nth++;
+    }
+    return CS_OK;
+}
+
+static void pool_stop(cs_sim *sim)
+{
+    unsigned i;
+
+    if (sim->cfg.threads <= 1 || sim->cfg.nodes <= 1) {
+        return;
+    }
+    if (sim->th != NULL) {
+        cs_mutex_lock(&sim->lock);
+        sim->quit = 1;
+        cs_cond_broadcast(&sim->go);
+        cs_mutex_unlock(&sim->lock);
+        for (i = 0; i < sim->nth; i++) {
+            CS_ASSERT(pthread_join(sim->th[i], NULL) == 0);
+        }
+        cs_free(sim->th);
+        sim->th = NULL;
+    }
+    pthread_cond_destroy(&sim->go);
+    pthread_cond_destroy(&sim->done);
+    pthread_mutex_destroy(&sim->lock);
+}
+
+/* ---------------------------------------------------------- the barrier */
+
+static int rec_cmp(const void *pa, const void *pb)
+{
+    const record *a = pa, *b = pb;
+
+    if (a->at != b->at) {
+        return a->at < b->at ? -1 : 1;
+    }
+    if (a->node != b->node) {
+        return a->node < b->node ? -1 : 1;
+    }
+    return a->seq < b->seq ? -1 : (a->seq > b->seq);
+}
+
+/* Move sends into destination heaps and hand the window's records to the
+ * checker and the embedder, in (at, node, seq) order.  Main thread. */
+static int barrier(cs_sim *sim)
+{
+    size_t k, j, nrec = 0;
+    uint32_t id;
+    int rc = CS_OK;
+
+    for (k = 0; k < sim->nactive; k++) {
+        node_rt *n = &sim->nodes[sim->active[k]];
+        cs_event *ev = n->outbox.p;
+
+        for (j = 0; j < n->outbox.len; j++) {
+            if (rc == CS_OK) {
+                rc = cs__heap_push(&sim->nodes[ev[j].dst].heap, &ev[j]);
+            }
+            if (rc != CS_OK) {
+                cs_msg_unref(ev[j].msg);
+            }
+        }
+        n->outbox.len = 0;
+        nrec += n->recs.len;
+        if (n->now > sim->end) {
+            sim->end = n->now;
+        }
+    }
+    if (nrec == 0) {
+        return rc;
+    }
+    if (nrec > sim->caprec) {
+        record *nb = cs_realloc(sim->recbuf, nrec * sizeof *nb);
+
+        if (nb == NULL) {
+            rc = CS_ENOMEM;
+        } else {
+            sim->recbuf = nb;
+            sim->caprec = nrec;
+        }
+    }
+    nrec = 0;
+    for (k = 0; k < sim->nactive; k++) {
+        node_rt *n = &sim->nodes[sim->active[k]];
+
+        if (rc != CS_OK) {
+            free_recs(&n->recs);
+            continue;
+        }
+        memcpy(sim->recbuf + nrec, n->recs.p, n->recs.len * sizeof(record));
+        nrec += n->recs.len;
+        n->recs.len = 0;
+    }
+    qsort(sim->recbuf, nrec, sizeof(record), rec_cmp);
+    for (k = 0; k < nrec; k++) {
+        record *r = &sim->recbuf[k];
+        int honest;
+
+        id = r->node;
+        honest = !sim->nodes[id].byz;
+        if (rc == CS_OK) {
+            switch (r->type) {
+            case REC_PROPOSE:
+            case REC_PROPOSE_ANY:
+                if (honest) {
+                    rc = cs__check_propose(sim->check, r->slot,
+                                           r->type == REC_PROPOSE_ANY,
+                                           r->data, r->len);
+                }
+                break;
+            case REC_DECIDE:
+                rc = cs__check_decide(sim->check, id, honest, r->slot, r->at,
+                                      r->data, r->len);
+                break;
+            default:
+                if (sim->cb->output != NULL) {
+                    sim->cb->output(sim->cb->ud, sim, id, r->at, r->kind,
+                                    r->data, r->len);
+                }
+                break;
+            }
+        }
+        cs_free(r->data);
+    }
+    return rc;
+}
+
+/* True when every honest node that has not failed made its decisions. */
+static int all_decided(const cs_sim *sim)
+{
+    uint32_t i;
+
+    for (i = 0; i < sim->cfg.nodes; i++) {
+        const node_rt *n = &sim->nodes[i];
+
+        if (!n->byz && !n->failed &&
+            cs__check_decided(sim->check, i) < sim->cfg.expect_slots) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------- the run */
+
+static int run_actions_at(cs_sim *sim, cs_time t)
+{
+    action a;
+
+    while (sim->nacts > 0 && sim->acts[0].at <= t) {
+        act_pop(sim, &a);
+        for (uint32_t i = 0; i < sim->cfg.nodes; i++) {
+            sim->nodes[i].now = a.at;
+        }
+        if (a.at > sim->end) {
+            sim->end = a.at;
+        }
+        if (sim->cb->action != NULL &&
+            sim->cb->action(sim->cb->ud, sim, a.id) != 0) {
+            return CS_ESTOPPED;
+        }
+    }
+    return CS_OK;
+}
+
+static int loop(cs_sim *sim)
+{
+    const cs_time until = sim->cfg.until;
+    uint32_t i;
+    int rc;
+
+    if ((rc = run_actions_at(sim, 0)) != CS_OK) {
+        return rc;
+    }
+    sim->phase = PHASE_START;
+    sim->nactive = sim->cfg.nodes;
+    for (i = 0; i < sim->cfg.nodes; i++) {
+        sim->active[i] = i;
+    }
+    run_round(sim);
+    if ((rc = barrier(sim)) != CS_OK) {
+        return rc;
+    }
+    sim->phase = PHASE_WINDOW;
+    for (;;) {
+        cs_time t = CS_TIME_MAX, w;
+
+        if ((rc = atomic_load(&sim->err)) != CS_OK) {
+            return rc;
+        }
+        if (atomic_load(&sim->stop)) {
+            return CS_ESTOPPED;
+        }
+        if (sim->cfg.stop_when_decided && all_decided(sim)) {
+            return CS_OK;
+        }
+        /* O(nodes) per window; fine for the thousands of nodes we aim at,
+         * and it gives the active list in node order for free. */
+        for (i = 0; i < sim->cfg.nodes; i++) {
+            const cs_event *top = cs__heap_top(&sim->nodes[i].heap);
+
+            if (top != NULL && top->at < t) {
+                t = top->at;
+            }
+        }
+        if (sim->nacts > 0 && sim->acts[0].at <= t) {
+            if (sim->acts[0].at > until) {
+                return CS_OK;
+            }
+            if ((rc = run_actions_at(sim, sim->acts[0].at)) != CS_OK) {
+                return rc;
+            }
+            continue;
+        }
+        if (t == CS_TIME_MAX || t > until) {
+            return CS_OK;
+        }
+        w = t + sim->lookahead;
+        if (sim->nacts > 0 && sim->acts[0].at < w) {
+            w = sim->acts[0].at;
+        }
+        if (until + 1 < w) {
+            w = until + 1;
+        }
+        sim->wend = w;
+        sim->nactive = 0;
+        for (i = 0; i < sim->cfg.nodes; i++) {
+            const cs_event *top = cs__heap_top(&sim->nodes[i].heap);
+
+            if (top != NULL && top->at < w) {
+                sim->active[sim->nactive++] = i;
+            }
+        }
+        run_round(sim);
+        sim->nodes[0].st.windows++;
+        if ((rc = barrier(sim)) != CS_OK) {
+            return rc;
+        }
+    }
+}
+
+int cs_sim_run(cs_sim *sim, const cs_callbacks *cb)
+{
+    unsigned char *want;
+    uint32_t i;
+    int rc;
+
+    if (sim->running) {
+        return CS_ESTATE;
+    }
+    if ((want = cs_calloc(sim->cfg.nodes, 1)) == NULL) {
+        return CS_ENOMEM;
+    }
+    sim->cb = cb;
+    sim->running = 1;
+    if ((rc = pool_start(sim)) == CS_OK) {
+        rc = loop(sim);
+    }
+    pool_stop(sim);
+    if (rc == CS_OK || rc == CS_ESTOPPED) {
+        for (i = 0; i < sim->cfg.nodes; i++) {
+            want[i] = !sim->nodes[i].byz && !sim->nodes[i].failed;
+        }
+        cs__check_finish(sim->check, want, sim->cfg.expect_slots, sim->end);
+    }
+    cs_free(want);
+    return rc;
+}
+
+void cs_sim_stats(const cs_sim *sim, cs_stats *out)
+{
+    uint32_t i;
+
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < sim->cfg.nodes; i++) {
+        const cs_stats *s = &sim->nodes[i].st;
+
+        out->sent += s->sent;
+        out->delivered += s->delivered;
+        out->dropped += s->dropped;
+        out->duplicated += s->duplicated;
+        out->bytes += s->bytes;
+        out->timers += s->timers;
+        out->windows += s->windows;
+    }
+    out->end = sim->end;
+}
+
+size_t cs_sim_violations(const cs_sim *sim, const cs_violation **out)
+{
+    return cs__check_violations(sim->check, out);
+}
+
+size_t cs_sim_decisions(const cs_sim *sim, const cs_decision **out)
+{
+    return cs__check_decisions(sim->check, out);
+}

@@ -1,0 +1,419 @@
+-- consensus.api: the friendly half of the consensus module, in Lua.
+--
+-- luaopen_consensus (C) builds the module table with the codec and the raw
+-- simulation box, then calls this chunk's function with that table to add
+-- options(), sim() and the report.  Nothing here is on the message path:
+-- it configures a run, hands it to C, and turns the results into a report.
+
+local cli = require "consensus.cli"
+local json = require "consensus.json"
+
+local error, ipairs, pairs, pcall = error, ipairs, pairs, pcall
+local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
+local concat, sort, format = table.concat, table.sort, string.format
+local math_type, floor = math.type, math.floor
+local stdout, stderr = io.stdout, io.stderr
+local os_exit = os.exit
+local global_arg = arg
+
+local _ENV = nil
+
+return function(M)
+  -- Process-wide state of this main state: the options once parsed, the
+  -- worst exit status so far, and what the host told us.
+  local state = { opts = nil, status = 0, hosted = nil }
+  M._state = state
+
+  -- exit status ranks: 2 (error) > 1 (safety) > 3 (termination) > 0
+  local rank = { [0] = 0, [3] = 1, [1] = 2, [2] = 3 }
+  local function worsen(status)
+    if rank[status] > rank[state.status] then state.status = status end
+  end
+
+  function M.status() return state.status end
+
+  -- Exit the process with the worst status of the runs so far (useful at
+  -- the end of a script run by the stock lua5.4 interpreter).
+  function M.exit() os_exit(state.status) end
+
+  local function host_defaults(opts, defaults)
+    for _, o in ipairs(cli.HOST) do
+      local name, default = o[1], o[5]
+      if opts[name] == nil then
+        if defaults and defaults[name] ~= nil then
+          opts[name] = defaults[name]
+        elseif default ~= nil then
+          opts[name] = default
+        end
+      end
+    end
+    opts.until_ms = opts["until"]
+    return opts
+  end
+
+  -- consensus.options(spec, defaults) -> opts
+  -- spec declares the script's own options: { requests = {10, "help"} };
+  -- defaults replace the host's defaults (e.g. { faulty = 1 }).  The
+  -- first call parses the command line; later calls return the same table.
+  function M.options(spec, defaults)
+    if state.opts then return state.opts end
+    spec = spec or {}
+    if type(spec) ~= "table" then error("options: spec must be a table", 2) end
+    local ok, opts = true, nil
+    local hosted = state.hosted
+    local script = hosted and hosted.script or (global_arg and global_arg[0])
+    local function parse()
+      if hosted then
+        opts = {}
+        for k, v in pairs(hosted.opts) do opts[k] = v end
+        cli.parse_script(hosted.args, spec, opts, false)
+      else
+        local args = {}
+        for i = 1, #(global_arg or {}) do args[i] = global_arg[i] end
+        opts = cli.parse_script(args, spec, {}, true)
+      end
+    end
+    if hosted then
+      parse()
+    else
+      local err
+      ok, err = pcall(parse)
+      if not ok then
+        stderr:write(tostring(err), "\n")
+        os_exit(2)
+      end
+    end
+    if opts.help then
+      stdout:write(cli.help(spec, script), "\n")
+      os_exit(0)
+    end
+    for name, s in pairs(spec) do
+      if opts[name] == nil then opts[name] = s[1] end
+    end
+    host_defaults(opts, defaults)
+    if hosted then
+      cli.check(opts)
+    end
+    state.opts = opts
+    return opts
+  end
+
+  ---------------------------------------------------------------- network
+
+  local kinds = { const = 0, constant = 0, uniform = 1, normal = 2, exp = 3,
+                  exponential = 3, pareto = 4 }
+
+  -- A latency spec: 10, "10", "uniform:5:20", {"uniform", 5, 20}.
+  function M.latency(spec)
+    if type(spec) == "number" then return { kind = 0, a = spec } end
+    local parts = {}
+    if type(spec) == "string" then
+      for p in spec:gmatch("[^:]+") do parts[#parts + 1] = p end
+      if #parts == 1 and tonumber(parts[1]) then return { kind = 0, a = tonumber(parts[1]) } end
+    elseif type(spec) == "table" then
+      parts = spec
+    else
+      error("latency must be a number, a string such as 'uniform:5:20' or a table", 3)
+    end
+    local kind = kinds[parts[1]]
+    local a, b = tonumber(parts[2]), tonumber(parts[3])
+    if kind == nil or a == nil or (kind == 1 and b == nil) or (kind == 2 and b == nil)
+        or (kind == 4 and b == nil) then
+      error(format("bad latency '%s' (try 10, uniform:5:20, normal:10:2, exp:10 or pareto:5:1.5)",
+        type(spec) == "string" and spec or tostring(parts[1])), 3)
+    end
+    return { kind = kind, a = a, b = b or 0, min = tonumber(parts.min) or 0 }
+  end
+
+  ---------------------------------------------------------------- the sim
+
+  local Sim = {}
+  Sim.__index = Sim
+  M.Sim = Sim
+
+  local function check_int(v, what, lo, hi)
+    if math_type(v) ~= "integer" and not (type(v) == "number" and v == floor(v)) then
+      error(format("sim: %s must be an integer, got %s", what, tostring(v)), 3)
+    end
+    if v < lo or (hi and v > hi) then
+      error(format("sim: %s must be between %d and %s, got %d", what, lo,
+        hi and tostring(hi) or "any", v), 3)
+    end
+    return floor(v)
+  end
+
+  -- consensus.sim{nodes, faulty, seed, threads, network = {latency, loss,
+  -- duplicate}, until_ms, slots, validity, strict, name}
+  function M.sim(cfg)
+    cfg = cfg or {}
+    if type(cfg) ~= "table" then error("sim: expected a table of settings", 2) end
+    local o = M.options()
+    local s = setmetatable({}, Sim)
+    s.nodes = check_int(cfg.nodes or o.nodes, "nodes", 1, 1000000)
+    s.faulty = check_int(cfg.faulty or o.faulty, "faulty", 0, s.nodes)
+    s.seed = check_int(cfg.seed or o.seed, "seed", -(1 << 62), nil)
+    s.threads = check_int(cfg.threads or o.threads or M._ncpu(), "threads", 1, 1024)
+    s.until_ms = cfg.until_ms or o.until_ms
+    s.slots = check_int(cfg.slots or 1, "slots", 0, nil)
+    local net = cfg.network or {}
+    s.latency = M.latency(net.latency or 10)
+    s.loss = net.loss or 0
+    s.duplicate = net.duplicate or 0
+    s.validity = cfg.validity ~= false
+    s.strict = cfg.strict or o.strict or false
+    s.budget, s.memory, s.max_msg = cfg.budget, cfg.memory, cfg.max_msg
+    s.name = cfg.name
+    s.protocols, s.byz, s.actions = {}, {}, {}
+    return s
+  end
+
+  -- The 'faulty' node ids the seed picks, sorted.
+  function Sim:faulty_ids()
+    return M._choose(self.seed, self.nodes, self.faulty)
+  end
+
+  local function check_protocol(p, what)
+    if type(p) ~= "table" then
+      error(format("%s: a protocol is a table of handlers, got %s", what, type(p)), 3)
+    end
+    for _, h in ipairs { "start", "receive", "timer" } do
+      if p[h] ~= nil and type(p[h]) ~= "function" then
+        error(format("%s: protocol.%s must be a function", what, h), 3)
+      end
+    end
+  end
+
+  -- Every node without a protocol of its own runs 'protocol'.
+  function Sim:spawn(protocol)
+    check_protocol(protocol, "spawn")
+    self.default = protocol
+    return self
+  end
+
+  -- Nodes 'ids' (default: the seed's faulty set) are Byzantine and run
+  -- 'protocol' (default: the spawned one).
+  function Sim:byzantine(ids, protocol)
+    ids = ids or self:faulty_ids()
+    if type(ids) == "number" then ids = { ids } end
+    if protocol ~= nil then check_protocol(protocol, "byzantine") end
+    for _, id in ipairs(ids) do
+      id = check_int(id, "byzantine node id", 0, self.nodes - 1)
+      self.byz[id] = true
+      self.protocols[id] = protocol
+    end
+    return self
+  end
+
+  -- Run fn(sim) at virtual time 'ms', at a window barrier.
+  function Sim:at(ms, fn)
+    if type(ms) ~= "number" or ms < 0 then error("at: time must be a number >= 0 (ms)", 2) end
+    if type(fn) ~= "function" then error("at: expected a function", 2) end
+    self.actions[#self.actions + 1] = { ms, fn }
+    return self
+  end
+
+  local Report = {}
+  Report.__index = Report
+  M.Report = Report
+
+  local function replay_cmd(self)
+    local hosted = state.hosted
+    local parts = {}
+    if hosted then
+      parts[1] = "consensus-lua " .. hosted.script
+      for _, a in ipairs(hosted.args) do parts[#parts + 1] = a end
+    else
+      parts[1] = "lua5.4 " .. tostring(global_arg and global_arg[0] or "SCRIPT")
+    end
+    parts[#parts + 1] = format("--nodes %d --faulty %d --seed %d", self.nodes, self.faulty, self.seed)
+    return concat(parts, " ")
+  end
+
+  local function build_report(self, r, slots)
+    local rep = setmetatable({}, Report)
+    rep.script = state.hosted and state.hosted.script or (global_arg and global_arg[0])
+    rep.name = self.name
+    rep.seed, rep.nodes, rep.faulty = self.seed, self.nodes, self.faulty
+    rep.threads, rep.slots = self.threads, slots
+    rep.byzantine = {}
+    for id in pairs(self.byz) do rep.byzantine[#rep.byzantine + 1] = id end
+    sort(rep.byzantine)
+    rep.messages, rep.delivered, rep.dropped = r.sent, r.delivered, r.dropped
+    rep.duplicated, rep.bytes, rep.timers = r.duplicated, r.bytes, r.timers
+    rep.sim_time_ms = r.end_ms
+    rep.failed = r.failed
+    rep.errors = r.errors
+    rep.notes = r.notes
+    rep.violations = r.violations
+    rep.decision_list = r.decisions
+    local failed = {}
+    for _, id in ipairs(r.failed) do failed[id] = true end
+    rep.honest, rep.decided = 0, 0
+    for id = 0, self.nodes - 1 do
+      if not self.byz[id] then
+        rep.honest = rep.honest + 1
+        if not failed[id] and r.decided_by_node[id] >= slots then
+          rep.decided = rep.decided + 1
+        end
+      end
+    end
+    local bad = {}
+    for _, v in ipairs(r.violations) do bad[v.kind] = true end
+    rep.agreement = not (bad.agreement or bad.integrity)
+    rep.validity = not bad.validity
+    rep.termination = not bad.termination
+    -- per slot: the first honest decision and how many honest nodes made it
+    local by_slot, slots_seen = {}, {}
+    for _, d in ipairs(r.decisions) do
+      if not self.byz[d.node] then
+        local e = by_slot[d.slot]
+        if not e then
+          e = { slot = d.slot, value = d.value, nodes = 0, t = d.t }
+          by_slot[d.slot] = e
+          slots_seen[#slots_seen + 1] = d.slot
+        end
+        e.nodes = e.nodes + 1
+      end
+    end
+    sort(slots_seen)
+    rep.decisions = {}
+    for i, slot in ipairs(slots_seen) do rep.decisions[i] = by_slot[slot] end
+    if #r.errors > 0 or r.action_error then
+      rep.status = 2
+    elseif not (rep.agreement and rep.validity) then
+      rep.status = 1
+    elseif not rep.termination then
+      rep.status = 3
+    else
+      rep.status = 0
+    end
+    rep.replay = replay_cmd(self)
+    return rep
+  end
+
+  -- Run the simulation once.  opts: until_ms, slots (decisions each honest
+  -- node must make), stop_when_decided (default true).
+  function Sim:run(opts)
+    opts = opts or {}
+    if self.ran then error("run: a simulation runs once; make a new one", 2) end
+    self.ran = true
+    local slots = opts.slots or self.slots
+    local box = M._sim {
+      nodes = self.nodes, faulty = self.faulty, seed = self.seed,
+      threads = self.threads, until_ms = opts.until_ms or self.until_ms,
+      slots = slots, latency = self.latency, loss = self.loss,
+      duplicate = self.duplicate, validity = self.validity,
+      stop_when_decided = opts.stop_when_decided ~= false,
+      strict = self.strict, budget = self.budget, memory = self.memory,
+      max_msg = self.max_msg,
+    }
+    for id in pairs(self.byz) do box:_byzantine(id) end
+    local protocols = {}
+    for id = 0, self.nodes - 1 do
+      local p = self.protocols[id] or self.default
+      if p == nil then
+        error("run: no protocol for node " .. id .. "; call sim:spawn(protocol) first", 2)
+      end
+      protocols[id] = p
+    end
+    local fns = {}
+    for i, a in ipairs(self.actions) do
+      box:_at(a[1], i)
+      local fn = a[2]
+      fns[i] = function() fn(self) end
+    end
+    local r = box:_run(protocols, fns, self.name or "protocol")
+    if r.action_error then
+      worsen(2)
+      error("scenario action failed: " .. tostring(r.action_error), 0)
+    end
+    local rep = build_report(self, r, slots)
+    worsen(rep.status)
+    self.report = rep
+    return rep
+  end
+
+  ---------------------------------------------------------------- report
+
+  local JSON_KEYS = {
+    "script", "seed", "nodes", "faulty", "byzantine", "threads", "messages",
+    "delivered", "dropped", "duplicated", "bytes", "sim_time_ms", "slots",
+    "honest", "decided", "agreement", "validity", "termination", "status",
+    "violations", "decisions", "errors", "failed",
+  }
+
+  function Report:json()
+    local copy = {}
+    for _, k in ipairs(JSON_KEYS) do copy[k] = self[k] end
+    -- Lists must stay lists even when empty.
+    return (json.encode(copy, JSON_KEYS):gsub('"(%w+)":{}', '"%1":[]'))
+  end
+
+  local function show(v)
+    if type(v) == "string" then return format("%q", v) end
+    if type(v) == "table" then return json.encode(v) end
+    return tostring(v)
+  end
+  M.show = show
+
+  function Report:violation_lines()
+    local out = {}
+    for _, v in ipairs(self.violations) do
+      if v.kind == "agreement" then
+        out[#out + 1] = format("AGREEMENT VIOLATED in slot %d at t=%.3f ms: node %d decided %s, node %d decided %s",
+          v.slot, v.t, v.node, show(v.value), v.other, show(v.other_value))
+      elseif v.kind == "integrity" then
+        out[#out + 1] = format("INTEGRITY VIOLATED in slot %d at t=%.3f ms: node %d changed its decision from %s to %s",
+          v.slot, v.t, v.node, show(v.other_value), show(v.value))
+      elseif v.kind == "validity" then
+        out[#out + 1] = format("VALIDITY VIOLATED in slot %d at t=%.3f ms: node %d decided %s, which no honest node proposed",
+          v.slot, v.t, v.node, show(v.value))
+      else
+        out[#out + 1] = format("TERMINATION NOT REACHED: node %d decided %d of %d slots by t=%.3f ms",
+          v.node, v.slot, self.slots, v.t)
+      end
+    end
+    return out
+  end
+
+  function Report:summary()
+    local L = {}
+    L[#L + 1] = format("=== %s ===", self.name or self.script or "consensus-lua")
+    local byz = #self.byzantine > 0 and format(" (Byzantine: %s)", concat(self.byzantine, ", ")) or ""
+    L[#L + 1] = format("seed %d, %d nodes, %d faulty%s", self.seed, self.nodes, self.faulty, byz)
+    L[#L + 1] = format("messages: %d sent, %d delivered, %d dropped, %d bytes",
+      self.messages, self.delivered, self.dropped, self.bytes)
+    L[#L + 1] = format("virtual time: %.3f ms", self.sim_time_ms)
+    L[#L + 1] = format("decided: %d of %d honest nodes decided %d slot%s",
+      self.decided, self.honest, self.slots, self.slots == 1 and "" or "s")
+    local function ok(b) return b and "OK" or "VIOLATED" end
+    L[#L + 1] = format("checks: agreement %s, validity %s, termination %s",
+      ok(self.agreement), ok(self.validity), self.termination and "OK" or "NOT REACHED")
+    for _, l in ipairs(self:violation_lines()) do L[#L + 1] = l end
+    if #self.errors > 0 then
+      L[#L + 1] = format("errors: %d handler error%s (nodes %s failed)", #self.errors,
+        #self.errors == 1 and "" or "s", concat(self.failed, ", "))
+    end
+    L[#L + 1] = "replay: " .. self.replay
+    return concat(L, "\n") .. "\n"
+  end
+
+  -- Print the report: JSON with --json, nothing with --quiet, else
+  -- fmt(report) when given (a script's own format), else the summary.
+  function Report:print(fmt)
+    local o = M.options()
+    if o.json then
+      stdout:write(self:json(), "\n")
+    elseif o.quiet then
+      return self
+    elseif fmt then
+      fmt(self)
+      -- A script's own format may not show the seed: say it aside.
+      stderr:write(format("seed %d; replay: %s\n", self.seed, self.replay))
+    else
+      stdout:write(self:summary())
+    end
+    stdout:flush()
+    return self
+  end
+end

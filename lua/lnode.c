@@ -1,0 +1,702 @@
+/*
+ * lnode.c - node states: one sandboxed lua_State per simulated node.
+ *
+ * Each node gets a fresh state with its own allocator (so a memory cap can
+ * fail one node, not the process), the safe standard libraries, and
+ * deterministic replacements for everything that would read the outside
+ * world: math.random draws from the node's seeded stream, os.time and
+ * os.clock read virtual time, print goes to the node's log.  There is no
+ * io, no debug, no loading of files or C modules.
+ *
+ * The node's stack keeps fixed slots for the whole run, so a handler call
+ * costs no lookups:
+ *   1 traceback handler   2 node table   3 start   4 receive   5 timer
+ *   6 tag -> timer name    7 timer name -> tag
+ * The node table holds id, n, f, byzantine, store and the methods (C
+ * functions that find their node through the state's extra space); its
+ * metatable answers 'now'.  Protocols keep per-node state in it freely.
+ *
+ * Every handler runs under lua_pcall with a traceback, and under a count
+ * hook that stops a handler exceeding its instruction budget.  A script
+ * cannot swallow that stop with pcall: the node's pcall and xpcall re-raise
+ * once the budget is spent.  An error fails the node; the message goes to
+ * the main state as an LCS_OUT_ERROR record.
+ *
+ * Threads: a node state is only touched by the worker that owns the node
+ * in the current window; nothing here is shared between nodes.
+ */
+#include "lconsensus.h"
+
+#include <lualib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { S_MSGH = 1, S_NODE, S_START, S_RECEIVE, S_TIMER, S_TAGNAME,
+       S_NAMETAG, S_TOP = S_NAMETAG };
+
+#define HOOK_EVERY 1000     /* VM instructions between budget checks */
+
+/* Node methods and stand-ins are closures over their node. */
+static lcs_node *checknode(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static double now_ms(const lcs_node *nd)
+{
+    return (double)cs_sim_now(nd->sim, nd->id) / 1000.0;
+}
+
+/* ---------------------------------------------------------- allocator */
+
+static void *node_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    lcs_node *nd = ud;
+    size_t old = ptr != NULL ? osize : 0;
+    void *p;
+
+    if (nsize == 0) {
+        free(ptr);
+        nd->mem -= old;
+        return NULL;
+    }
+    /* Refuse growth past the cap; Lua turns NULL into a memory error
+     * inside the handler, which fails this node only. */
+    if (nd->lim->mem > 0 && nsize > old &&
+        nd->mem + (nsize - old) > nd->lim->mem) {
+        return NULL;
+    }
+    if ((p = realloc(ptr, nsize)) != NULL) {
+        nd->mem = nd->mem - old + nsize;
+    }
+    return p;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+    lcs_node *nd = lcs_node_of(L);
+
+    (void)ar;
+    if (nd == NULL || !nd->in_handler) {
+        return;
+    }
+    nd->steps += HOOK_EVERY;
+    if (nd->lim->budget > 0 && nd->steps > nd->lim->budget) {
+        luaL_error(L, "instruction budget exceeded (%ld VM instructions in "
+                   "one handler call; see --budget)", nd->lim->budget);
+    }
+}
+
+static int spent(const lcs_node *nd)
+{
+    return nd->lim->budget > 0 && nd->steps > nd->lim->budget;
+}
+
+/* --------------------------------------------------- sandboxed globals */
+
+static int finish_pcall(lua_State *L, int status, lua_KContext extra)
+{
+    lcs_node *nd = lcs_node_of(L);
+
+    if (status != LUA_OK && status != LUA_YIELD) {
+        if (nd != NULL && spent(nd)) {
+            return lua_error(L);    /* the budget is not catchable */
+        }
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+static int node_pcall(lua_State *L)
+{
+    int status;
+
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0,
+                        finish_pcall);
+    return finish_pcall(L, status, 0);
+}
+
+static int node_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L), status;
+
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2);            /* [f, msgh, true, f, args...] */
+    status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
+    return finish_pcall(L, status, 2);
+}
+
+static int node_log_text(lua_State *L, const char *s, size_t len)
+{
+    lcs_node *nd = checknode(L);
+
+    if (cs_sim_emit(nd->sim, nd->id, LCS_OUT_LOG, s, len) != CS_OK) {
+        return luaL_error(L, "log: out of memory");
+    }
+    return 0;
+}
+
+static int node_print(lua_State *L)
+{
+    int n = lua_gettop(L), i;
+    luaL_Buffer b;
+    size_t len;
+    const char *s;
+
+    luaL_buffinit(L, &b);
+    for (i = 1; i <= n; i++) {
+        s = luaL_tolstring(L, i, &len);
+        if (i > 1) {
+            luaL_addchar(&b, '\t');
+        }
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    s = lua_tolstring(L, -1, &len);
+    return node_log_text(L, s, len);
+}
+
+static int node_random(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    cs_rng *r = cs_sim_rng(nd->sim, nd->id);
+    lua_Integer lo, hi;
+    int base = lua_istable(L, 1) ? 1 : 0;   /* node:random or math.random */
+
+    switch (lua_gettop(L) - base) {
+    case 0:
+        lua_pushnumber(L, cs_rng_double(r));
+        return 1;
+    case 1:
+        lo = 1;
+        hi = luaL_checkinteger(L, base + 1);
+        if (hi == 0) {              /* math.random(0): a random integer */
+            lua_pushinteger(L, (lua_Integer)cs_rng_next(r));
+            return 1;
+        }
+        break;
+    case 2:
+        lo = luaL_checkinteger(L, base + 1);
+        hi = luaL_checkinteger(L, base + 2);
+        break;
+    default:
+        return luaL_error(L, "wrong number of arguments");
+    }
+    luaL_argcheck(L, lo <= hi, base + 1, "interval is empty");
+    lua_pushinteger(L, lo + (lua_Integer)cs_rng_below(
+                               r, (uint64_t)hi - (uint64_t)lo + 1));
+    return 1;
+}
+
+static int node_randomseed(lua_State *L)
+{
+    /* The stream belongs to the run's seed: ignore reseeding. */
+    (void)L;
+    return 0;
+}
+
+static int node_time(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+
+    lua_pushinteger(L, (lua_Integer)(cs_sim_now(nd->sim, nd->id) / 1000000));
+    return 1;
+}
+
+static int node_clock(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+
+    lua_pushnumber(L, (double)cs_sim_now(nd->sim, nd->id) / 1e6);
+    return 1;
+}
+
+/* ------------------------------------------------------- node methods */
+
+static uint32_t check_peer(lua_State *L, lcs_node *nd, int idx)
+{
+    lua_Integer to = luaL_checkinteger(L, idx);
+
+    if (to < 0 || to >= (lua_Integer)nd->n) {
+        luaL_error(L, "bad node id %I (nodes are 0..%d)", (LUAI_UACINT)to,
+                   (int)nd->n - 1);
+    }
+    return (uint32_t)to;
+}
+
+/* Encode the value at 'idx' once into a shared message. */
+static cs_msg *encode_msg(lua_State *L, lcs_node *nd, int idx)
+{
+    cs_msg *m;
+
+    luaL_checkany(L, idx);
+    lcs_encode(L, idx, &nd->wbuf, nd->lim->max_msg, 0, "msg");
+    if (cs_msg_new(&m, nd->wbuf.p, nd->wbuf.len, 0) != CS_OK) {
+        luaL_error(L, "send: out of memory");
+    }
+    return m;
+}
+
+static int m_send(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    uint32_t to = check_peer(L, nd, 2);
+    cs_msg *m = encode_msg(L, nd, 3);
+    int rc = cs_sim_send(nd->sim, nd->id, to, m);
+
+    cs_msg_unref(m);
+    if (rc != CS_OK) {
+        return luaL_error(L, "send: %s", cs_strerror(rc));
+    }
+    return 0;
+}
+
+static int m_broadcast(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    int self = lua_isnoneornil(L, 3) || lua_toboolean(L, 3);
+    cs_msg *m = encode_msg(L, nd, 2);
+    int rc = cs_sim_broadcast(nd->sim, nd->id, m, self);
+
+    cs_msg_unref(m);
+    if (rc != CS_OK) {
+        return luaL_error(L, "broadcast: %s", cs_strerror(rc));
+    }
+    return 0;
+}
+
+/* The tag of timer 'name' (arg 2), interning it on first use. */
+static uint32_t timer_tag(lua_State *L, lcs_node *nd, int create)
+{
+    uint32_t tag;
+    int t = lua_type(L, 2);
+
+    luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TNUMBER, 2,
+                     "timer name (string or number)");
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, S_NAMETAG) != LUA_TNIL) {
+        tag = (uint32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        return tag;
+    }
+    lua_pop(L, 1);
+    if (!create) {
+        return 0;
+    }
+    tag = ++nd->ntags;
+    lua_pushvalue(L, 2);
+    lua_pushinteger(L, tag);
+    lua_rawset(L, S_NAMETAG);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, S_TAGNAME, tag);
+    return tag;
+}
+
+static int m_set_timer(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    double ms = luaL_checknumber(L, 3);
+    uint32_t tag;
+
+    luaL_argcheck(L, ms >= 0 && ms < 1e12, 3, "delay must be >= 0 ms");
+    tag = timer_tag(L, nd, 1);
+    if (cs_sim_set_timer(nd->sim, nd->id, tag, (cs_time)llround(ms * 1000))
+        != CS_OK) {
+        return luaL_error(L, "set_timer: out of memory");
+    }
+    return 0;
+}
+
+static int m_cancel_timer(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    uint32_t tag = timer_tag(L, nd, 0);
+
+    if (tag != 0) {
+        cs_sim_cancel_timer(nd->sim, nd->id, tag);
+    }
+    return 0;
+}
+
+static int64_t opt_slot(lua_State *L, int idx, int *given)
+{
+    *given = !lua_isnoneornil(L, idx);
+    return *given ? (int64_t)luaL_checkinteger(L, idx) : 1;
+}
+
+static int m_decide(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    int given;
+    int64_t slot = opt_slot(L, 3, &given);
+
+    luaL_checkany(L, 2);
+    lcs_encode(L, 2, &nd->wbuf, nd->lim->max_msg, 1, "value");
+    if (cs_sim_decide(nd->sim, nd->id, slot, nd->wbuf.p, nd->wbuf.len)
+        != CS_OK) {
+        return luaL_error(L, "decide: out of memory");
+    }
+    return 0;
+}
+
+static int m_propose(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    int given;
+    int64_t slot = opt_slot(L, 3, &given);
+
+    luaL_checkany(L, 2);
+    lcs_encode(L, 2, &nd->wbuf, nd->lim->max_msg, 1, "value");
+    if (cs_sim_propose(nd->sim, nd->id, slot, !given, nd->wbuf.p,
+                       nd->wbuf.len) != CS_OK) {
+        return luaL_error(L, "propose: out of memory");
+    }
+    return 0;
+}
+
+static int m_log(lua_State *L)
+{
+    size_t len;
+    const char *s;
+
+    if (lua_gettop(L) > 2) {
+        /* string.format(fmt, ...) */
+        lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+        lua_getfield(L, -1, "string");
+        lua_getfield(L, -1, "format");
+        lua_replace(L, 1);          /* [format, fmt, args..., LOADED, string] */
+        lua_pop(L, 2);
+        lua_call(L, lua_gettop(L) - 1, 1);
+        s = lua_tolstring(L, -1, &len);
+    } else {
+        s = luaL_tolstring(L, 2, &len);
+    }
+    return node_log_text(L, s, len);
+}
+
+static int m_note(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+
+    luaL_checkany(L, 2);
+    lcs_encode(L, 2, &nd->wbuf, nd->lim->max_msg, 0, "note");
+    if (cs_sim_emit(nd->sim, nd->id, LCS_OUT_NOTE, nd->wbuf.p, nd->wbuf.len)
+        != CS_OK) {
+        return luaL_error(L, "note: out of memory");
+    }
+    return 0;
+}
+
+static int node_index(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    const char *k = lua_tostring(L, 2);
+
+    if (nd != NULL && k != NULL && strcmp(k, "now") == 0) {
+        lua_pushnumber(L, now_ms(nd));
+        return 1;
+    }
+    return 0;
+}
+
+static int node_tostring(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+
+    lua_pushfstring(L, "node %d", nd != NULL ? (int)nd->id : -1);
+    return 1;
+}
+
+static const luaL_Reg node_methods[] = {
+    {"send", m_send},
+    {"broadcast", m_broadcast},
+    {"set_timer", m_set_timer},
+    {"cancel_timer", m_cancel_timer},
+    {"decide", m_decide},
+    {"propose", m_propose},
+    {"random", node_random},
+    {"log", m_log},
+    {"note", m_note},
+    {NULL, NULL}
+};
+
+/* ---------------------------------------------------- building a state */
+
+static int msgh(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static void set_node_fn(lua_State *L, lcs_node *nd, lua_CFunction f)
+{
+    lua_pushlightuserdata(L, nd);
+    lua_pushcclosure(L, f, 1);
+}
+
+static void set_global_fn(lua_State *L, lcs_node *nd, const char *lib,
+                          const char *name, lua_CFunction f)
+{
+    lua_getglobal(L, lib);
+    set_node_fn(L, nd, f);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+/* Runs inside the node's state under lua_pcall: everything may raise. */
+static int setup(lua_State *L)
+{
+    lcs_node *nd = lua_touserdata(L, 1);
+    static const luaL_Reg libs[] = {
+        {LUA_GNAME, luaopen_base},       {LUA_LOADLIBNAME, luaopen_package},
+        {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
+        {LUA_STRLIBNAME, luaopen_string},   {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_UTF8LIBNAME, luaopen_utf8},    {NULL, NULL}
+    };
+    const luaL_Reg *lib;
+
+    lua_settop(L, 0);
+    for (lib = libs; lib->func != NULL; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    /* No files, no C modules: only preloaded modules can be required. */
+    lua_pushnil(L);
+    lua_setglobal(L, "dofile");
+    lua_pushnil(L);
+    lua_setglobal(L, "loadfile");
+    lua_getglobal(L, LUA_LOADLIBNAME);
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "loadlib");
+    lua_createtable(L, 1, 0);
+    lua_getfield(L, -2, "searchers");
+    lua_rawgeti(L, -1, 1);          /* the preload searcher */
+    lua_rawseti(L, -3, 1);
+    lua_pop(L, 1);
+    lua_setfield(L, -2, "searchers");
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, nd);   /* tells luaopen_consensus: a node */
+    lua_setfield(L, LUA_REGISTRYINDEX, LCS_NODE_KEY);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_consensus);
+    lua_setfield(L, -2, "consensus");
+    lua_pop(L, 1);
+    luaL_requiref(L, "consensus", luaopen_consensus, 0);
+    lua_pop(L, 1);
+
+    /* Deterministic stand-ins for the outside world. */
+    set_global_fn(L, nd, LUA_MATHLIBNAME, "random", node_random);
+    set_global_fn(L, nd, LUA_MATHLIBNAME, "randomseed", node_randomseed);
+    lua_createtable(L, 0, 2);
+    set_node_fn(L, nd, node_time);
+    lua_setfield(L, -2, "time");
+    set_node_fn(L, nd, node_clock);
+    lua_setfield(L, -2, "clock");
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, "os");
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "os");
+    lua_pop(L, 1);
+    set_node_fn(L, nd, node_print);
+    lua_setglobal(L, "print");
+    lua_pushcfunction(L, node_pcall);
+    lua_setglobal(L, "pcall");
+    lua_pushcfunction(L, node_xpcall);
+    lua_setglobal(L, "xpcall");
+
+    /* The fixed slots. */
+    lua_settop(L, 0);
+    lua_pushcfunction(L, msgh);                     /* S_MSGH */
+    lua_createtable(L, 0, 16);                      /* S_NODE */
+    lua_pushlightuserdata(L, nd);
+    luaL_setfuncs(L, node_methods, 1);
+    lua_pushinteger(L, nd->id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, nd->n);
+    lua_setfield(L, -2, "n");
+    lua_pushinteger(L, nd->f);
+    lua_setfield(L, -2, "f");
+    lua_pushboolean(L, cs_sim_is_byzantine(nd->sim, nd->id));
+    lua_setfield(L, -2, "byzantine");
+    lua_newtable(L);
+    lua_setfield(L, -2, "store");
+    lua_createtable(L, 0, 3);
+    set_node_fn(L, nd, node_index);
+    lua_setfield(L, -2, "__index");
+    set_node_fn(L, nd, node_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "consensus.Node");
+    lua_setfield(L, -2, "__name");
+    lua_setmetatable(L, -2);
+    lua_pushnil(L);                                 /* S_START */
+    lua_pushnil(L);                                 /* S_RECEIVE */
+    lua_pushnil(L);                                 /* S_TIMER */
+    lua_newtable(L);                                /* S_TAGNAME */
+    lua_newtable(L);                                /* S_NAMETAG */
+    return S_TOP;
+}
+
+int lcs_node_open(lcs_node *nd)
+{
+    lua_State *L = lua_newstate(node_alloc, nd);
+
+    if (L == NULL) {
+        return CS_ENOMEM;
+    }
+    *(lcs_node **)lua_getextraspace(L) = nd;
+    nd->L = L;
+    lua_pushcfunction(L, setup);
+    lua_pushlightuserdata(L, nd);
+    if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK || !lua_checkstack(L, 32)) {
+        lcs_node_close(nd);
+        return CS_ENOMEM;
+    }
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    return CS_OK;
+}
+
+void lcs_node_close(lcs_node *nd)
+{
+    if (nd->L != NULL) {
+        lua_close(nd->L);
+        nd->L = NULL;
+    }
+    lcs_wbuf_free(&nd->wbuf);
+}
+
+void lcs_node_install(lcs_node *nd)
+{
+    lua_State *L = nd->L;
+
+    /* The protocol table is on top; handlers that are not functions are
+     * ignored (a protocol may omit timer, say). */
+    lua_getfield(L, -1, "start");
+    lua_replace(L, S_START);
+    lua_getfield(L, -1, "receive");
+    lua_replace(L, S_RECEIVE);
+    lua_getfield(L, -1, "timer");
+    lua_replace(L, S_TIMER);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, S_NODE, "protocol");
+    lua_pop(L, 1);
+}
+
+/* ---------------------------------------------------------- handlers */
+
+/* Call the handler below 'nargs' arguments; on error emit the message and
+ * report the node failed. */
+static int call(lcs_node *nd, int nargs, const char *what)
+{
+    lua_State *L = nd->L;
+    int rc;
+
+    nd->steps = 0;
+    nd->in_handler = 1;
+    rc = lua_pcall(L, nargs, 0, S_MSGH);
+    nd->in_handler = 0;
+    if (rc != LUA_OK) {
+        size_t len;
+        const char *msg = lua_tolstring(L, -1, &len);
+        /* "what\n" then the message with its traceback.  No raising here:
+         * build the record in C memory. */
+        size_t wlen = strlen(what);
+        char *rec = malloc(wlen + 1 + len + 1);
+
+        if (rec != NULL) {
+            memcpy(rec, what, wlen);
+            rec[wlen] = '\n';
+            memcpy(rec + wlen + 1, msg != NULL ? msg : "?", msg ? len : 1);
+            cs_sim_emit(nd->sim, nd->id, LCS_OUT_ERROR, rec,
+                        wlen + 1 + (msg ? len : 1));
+            free(rec);
+        }
+        lua_settop(L, S_TOP);
+        return 1;
+    }
+    return 0;
+}
+
+static int is_fn(lua_State *L, int slot)
+{
+    return lua_type(L, slot) == LUA_TFUNCTION;
+}
+
+int lcs_node_start(void *ud, cs_sim *sim, uint32_t node)
+{
+    lcs_node *nd = &((lcs_run *)ud)->nodes[node];
+    lua_State *L = nd->L;
+
+    (void)sim;
+    if (!is_fn(L, S_START)) {
+        return 0;
+    }
+    lua_pushvalue(L, S_START);
+    lua_pushvalue(L, S_NODE);
+    return call(nd, 1, "start");
+}
+
+/* Decode inside the protected call: a node at its memory cap may fail to
+ * build the message table, and that must fail the node, not the process. */
+static int deliver(lua_State *L)
+{
+    const cs_msg *m = lua_touserdata(L, 3);
+
+    if (!lcs_decode(L, cs_msg_data(m), cs_msg_len(m))) {
+        return luaL_error(L, "receive: malformed message");
+    }
+    lua_replace(L, 3);              /* [receive, node, msg, from] */
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+int lcs_node_message(void *ud, cs_sim *sim, uint32_t node, uint32_t from,
+                     cs_msg *msg)
+{
+    lcs_node *nd = &((lcs_run *)ud)->nodes[node];
+    lua_State *L = nd->L;
+
+    (void)sim;
+    if (!is_fn(L, S_RECEIVE)) {
+        return 0;
+    }
+    lua_pushcfunction(L, deliver);
+    lua_pushvalue(L, S_RECEIVE);
+    lua_pushvalue(L, S_NODE);
+    lua_pushlightuserdata(L, msg);
+    lua_pushinteger(L, from);
+    return call(nd, 4, "receive");
+}
+
+int lcs_node_timer(void *ud, cs_sim *sim, uint32_t node, uint32_t tag)
+{
+    lcs_node *nd = &((lcs_run *)ud)->nodes[node];
+    lua_State *L = nd->L;
+
+    (void)sim;
+    if (!is_fn(L, S_TIMER)) {
+        return 0;
+    }
+    lua_pushvalue(L, S_TIMER);
+    lua_pushvalue(L, S_NODE);
+    lua_rawgeti(L, S_TAGNAME, tag);
+    return call(nd, 2, "timer");
+}

@@ -1,0 +1,511 @@
+/*
+ * lsim.c - the simulation object of the main state.
+ *
+ * consensus._sim(cfg) wraps a cs_sim in a box (LCS_SIM).  The friendly
+ * API (consensus.sim, sim:spawn, sim:at, sim:run, the report) is Lua, in
+ * consensus/api.lua; it fills a complete configuration table and calls
+ * the raw methods here:
+ *   box:_byzantine(id)            mark a node Byzantine
+ *   box:_at(ms, id)               schedule scenario action 'id'
+ *   box:_run(protocols, actions)  build node states, run, return results
+ *
+ * _run creates one node state per node (lnode.c), copies each node's
+ * protocol into it (ltransfer.c), runs the core, and turns what the core
+ * recorded into plain Lua tables.  The node states live in a LCS_RUN
+ * userdata whose __gc closes them, so an error raised while building them
+ * leaks nothing; after the run they are closed at once.
+ *
+ * Scenario actions and node output run in this (main) state at window
+ * barriers, always inside lua_pcall: nothing may longjmp through the core.
+ */
+#include "lconsensus.h"
+#include "ltransfer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct simbox {
+    cs_sim *sim;            /* NULL once closed */
+    lcs_limits lim;
+    uint32_t f;
+    int strict;
+    int ran;
+} simbox;
+
+static simbox *checkbox(lua_State *L)
+{
+    simbox *box = luaL_checkudata(L, 1, LCS_SIM);
+
+    if (box->sim == NULL) {
+        luaL_error(L, "simulation is closed");
+    }
+    return box;
+}
+
+static int box_gc(lua_State *L)
+{
+    simbox *box = luaL_checkudata(L, 1, LCS_SIM);
+
+    cs_sim_free(box->sim);
+    box->sim = NULL;
+    return 0;
+}
+
+static lua_Number field_num(lua_State *L, int t, const char *k, lua_Number d)
+{
+    lua_Number v;
+
+    if (lua_getfield(L, t, k) == LUA_TNIL) {
+        v = d;
+    } else if (lua_isnumber(L, -1)) {
+        v = lua_tonumber(L, -1);
+    } else {
+        return luaL_error(L, "sim: field '%s' must be a number", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* consensus._sim{nodes=, faulty=, seed=, threads=, latency={kind,a,b,min}
+ * (ms), loss=, duplicate=, until_ms=, slots=, stop_when_decided=,
+ * validity=, strict=, budget=, memory=, max_msg=} */
+static int l_newsim(lua_State *L)
+{
+    cs_sim_config cfg;
+    simbox *box;
+    double nodes, threads, faulty, slots, until;
+    int rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    cs_sim_config_init(&cfg);
+    nodes = field_num(L, 1, "nodes", 4);
+    faulty = field_num(L, 1, "faulty", 0);
+    threads = field_num(L, 1, "threads", 1);
+    slots = field_num(L, 1, "slots", 1);
+    until = field_num(L, 1, "until_ms", 60000);
+    luaL_argcheck(L, nodes >= 1 && nodes <= 1000000 && nodes == floor(nodes),
+                  1, "nodes must be an integer >= 1");
+    luaL_argcheck(L, faulty >= 0 && faulty <= nodes, 1,
+                  "faulty must be between 0 and nodes");
+    luaL_argcheck(L, threads >= 1 && threads <= 1024, 1,
+                  "threads must be between 1 and 1024");
+    luaL_argcheck(L, slots >= 0 && slots < 4294967296.0, 1,
+                  "slots must be >= 0");
+    luaL_argcheck(L, until >= 0 && until < 9e12, 1, "until_ms must be >= 0");
+    cfg.nodes = (uint32_t)nodes;
+    cfg.threads = (unsigned)threads;
+    cfg.seed = (uint64_t)(lua_Integer)field_num(L, 1, "seed", 1);
+    cfg.expect_slots = (uint32_t)slots;
+    cfg.until = (cs_time)llround(until * 1000);
+    cfg.net.loss = field_num(L, 1, "loss", 0);
+    cfg.net.duplicate = field_num(L, 1, "duplicate", 0);
+    lua_getfield(L, 1, "stop_when_decided");
+    cfg.stop_when_decided = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_getfield(L, 1, "validity");
+    cfg.check_validity = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (lua_getfield(L, 1, "latency") == LUA_TTABLE) {
+        cfg.net.latency.kind = (int)field_num(L, -1, "kind", 0);
+        cfg.net.latency.a = field_num(L, -1, "a", 10) * 1000;
+        cfg.net.latency.b = field_num(L, -1, "b", 0) * 1000;
+        cfg.net.latency.min = field_num(L, -1, "min", 0) * 1000;
+    }
+    lua_pop(L, 1);
+    if (cs_net_validate(&cfg.net) != CS_OK) {
+        return luaL_error(L, "sim: bad network model (latency must be > 0 "
+                          "ms, probabilities within [0, 1])");
+    }
+
+    box = lua_newuserdatauv(L, sizeof *box, 0);
+    box->sim = NULL;                /* closed until created */
+    luaL_setmetatable(L, LCS_SIM);
+    box->f = (uint32_t)faulty;
+    box->ran = 0;
+    lua_getfield(L, 1, "strict");
+    box->strict = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    box->lim.budget = (long)field_num(L, 1, "budget", 50000000);
+    box->lim.mem = (size_t)field_num(L, 1, "memory", 64.0 * 1024 * 1024);
+    box->lim.max_msg = (size_t)field_num(L, 1, "max_msg", 1024 * 1024);
+    if ((rc = cs_sim_new(&box->sim, &cfg)) != CS_OK) {
+        return luaL_error(L, "sim: %s", cs_strerror(rc));
+    }
+    return 1;
+}
+
+static int l_byzantine(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+
+    luaL_argcheck(L, id >= 0 && id < (lua_Integer)cs_sim_nodes(box->sim), 2,
+                  "no such node");
+    cs_sim_set_byzantine(box->sim, (uint32_t)id, 1);
+    return 0;
+}
+
+static int l_at(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    lua_Number ms = luaL_checknumber(L, 2);
+    lua_Integer id = luaL_checkinteger(L, 3);
+
+    luaL_argcheck(L, ms >= 0 && ms < 9e12, 2, "time must be >= 0 ms");
+    if (cs_sim_at(box->sim, (cs_time)llround(ms * 1000), (uint64_t)id)
+        != CS_OK) {
+        return luaL_error(L, "at: out of memory");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- the run */
+
+static int run_gc(lua_State *L)
+{
+    lcs_run *run = luaL_checkudata(L, 1, LCS_RUN);
+    uint32_t i;
+
+    if (run->nodes != NULL) {
+        for (i = 0; i < run->n; i++) {
+            lcs_node_close(&run->nodes[i]);
+        }
+        free(run->nodes);
+        run->nodes = NULL;
+    }
+    return 0;
+}
+
+static int main_msgh(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Append the value on top to the list in results[key]; pops it. */
+static void append(lua_State *L, int results, const char *key)
+{
+    lua_getfield(L, results, key);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+}
+
+static void push_ms(lua_State *L, cs_time t)
+{
+    lua_pushnumber(L, (lua_Number)t / 1000.0);
+}
+
+static void push_value(lua_State *L, const void *p, size_t len)
+{
+    if (p == NULL || !lcs_decode(L, p, len)) {
+        lua_pushnil(L);
+    }
+}
+
+typedef struct outarg {
+    lcs_run *run;
+    uint32_t node;
+    cs_time at;
+    int kind;
+    const void *data;
+    size_t len;
+} outarg;
+
+/* Protected: turn one node record into results or stderr output. */
+static int do_output(lua_State *L)
+{
+    const outarg *o = lua_touserdata(L, 1);
+    lcs_run *run = o->run;
+    char t[32];
+
+    lcs_fmt_ms(t, sizeof t, o->at);
+    switch (o->kind) {
+    case LCS_OUT_LOG:
+        fprintf(stderr, "[%s ms] node %u: %.*s\n", t, (unsigned)o->node,
+                (int)o->len, (const char *)o->data);
+        break;
+    case LCS_OUT_NOTE:
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, o->node);
+        lua_setfield(L, -2, "node");
+        push_ms(L, o->at);
+        lua_setfield(L, -2, "t");
+        push_value(L, o->data, o->len);
+        lua_setfield(L, -2, "value");
+        append(L, run->results_idx, "notes");
+        break;
+    case LCS_OUT_ERROR: {
+        const char *s = o->data, *nl = memchr(s, '\n', o->len);
+        size_t wlen = nl != NULL ? (size_t)(nl - s) : 0;
+        const char *msg = nl != NULL ? nl + 1 : s;
+        size_t mlen = o->len - (size_t)(msg - s);
+
+        run->errors++;
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, o->node);
+        lua_setfield(L, -2, "node");
+        push_ms(L, o->at);
+        lua_setfield(L, -2, "t");
+        lua_pushlstring(L, s, wlen);
+        lua_setfield(L, -2, "handler");
+        lua_pushlstring(L, msg, mlen);
+        lua_setfield(L, -2, "message");
+        append(L, run->results_idx, "errors");
+        fprintf(stderr, "consensus-lua: node %u failed at t=%s ms (seed "
+                "%llu) in %.*s: %.*s\n", (unsigned)o->node, t,
+                (unsigned long long)cs_sim_seed(run->sim), (int)wlen, s,
+                (int)mlen, msg);
+        fflush(stderr);
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void on_output(void *ud, cs_sim *sim, uint32_t node, cs_time at,
+                      int kind, const void *data, size_t len)
+{
+    lcs_run *run = ud;
+    lua_State *L = run->L;
+    outarg o = { run, node, at, kind, data, len };
+
+    if (kind == LCS_OUT_ERROR && run->strict) {
+        cs_sim_stop(sim);
+    }
+    lua_pushcfunction(L, do_output);
+    lua_pushlightuserdata(L, &o);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        lua_pop(L, 1);      /* out of memory in the main state: drop it */
+    }
+}
+
+static int on_action(void *ud, cs_sim *sim, uint64_t id)
+{
+    lcs_run *run = ud;
+    lua_State *L = run->L;
+
+    (void)sim;
+    lua_pushcfunction(L, main_msgh);
+    lua_rawgeti(L, run->actions_idx, (lua_Integer)id);
+    if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
+        lua_setfield(L, run->results_idx, "action_error");
+        lua_pop(L, 1);
+        run->failed_action = 1;
+        return 1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static const char *vkind(int kind)
+{
+    switch (kind) {
+    case CS_V_AGREEMENT: return "agreement";
+    case CS_V_INTEGRITY: return "integrity";
+    case CS_V_VALIDITY: return "validity";
+    default: return "termination";
+    }
+}
+
+static void push_results_tail(lua_State *L, lcs_run *run, int results)
+{
+    const cs_violation *v;
+    const cs_decision *d;
+    cs_stats st;
+    size_t n, i;
+    uint32_t k;
+
+    cs_sim_stats(run->sim, &st);
+#define SETI(name, val) \
+    (lua_pushinteger(L, (lua_Integer)(val)), lua_setfield(L, results, name))
+    SETI("sent", st.sent);
+    SETI("delivered", st.delivered);
+    SETI("dropped", st.dropped);
+    SETI("duplicated", st.duplicated);
+    SETI("bytes", st.bytes);
+    SETI("timers", st.timers);
+    SETI("windows", st.windows);
+#undef SETI
+    push_ms(L, st.end);
+    lua_setfield(L, results, "end_ms");
+
+    n = cs_sim_violations(run->sim, &v);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, vkind(v[i].kind));
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, v[i].slot);
+        lua_setfield(L, -2, "slot");
+        lua_pushinteger(L, v[i].node);
+        lua_setfield(L, -2, "node");
+        lua_pushinteger(L, v[i].other);
+        lua_setfield(L, -2, "other");
+        push_ms(L, v[i].at);
+        lua_setfield(L, -2, "t");
+        push_value(L, v[i].val, v[i].len);
+        lua_setfield(L, -2, "value");
+        push_value(L, v[i].other_val, v[i].other_len);
+        lua_setfield(L, -2, "other_value");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, results, "violations");
+
+    n = cs_sim_decisions(run->sim, &d);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, d[i].node);
+        lua_setfield(L, -2, "node");
+        lua_pushinteger(L, d[i].slot);
+        lua_setfield(L, -2, "slot");
+        push_ms(L, d[i].at);
+        lua_setfield(L, -2, "t");
+        push_value(L, d[i].val, d[i].len);
+        lua_setfield(L, -2, "value");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, results, "decisions");
+
+    lua_createtable(L, (int)run->n, 0);     /* per node: decided slots */
+    for (k = 0; k < run->n; k++) {
+        lua_pushinteger(L, cs_sim_decided(run->sim, k));
+        lua_rawseti(L, -2, (lua_Integer)k);
+    }
+    lua_setfield(L, results, "decided_by_node");
+    lua_newtable(L);
+    for (k = 0; k < run->n; k++) {
+        if (cs_sim_node_failed(run->sim, k)) {
+            lua_pushinteger(L, k);
+            lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        }
+    }
+    lua_setfield(L, results, "failed");
+}
+
+/* box:_run(protocols, actions, name) -> results */
+static int l_run(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    const char *name = luaL_optstring(L, 4, "protocol");
+    cs_callbacks cb;
+    lcs_run *run;
+    uint32_t i, n;
+    int rc, results, cache;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (box->ran) {
+        return luaL_error(L, "run: a simulation runs once; make a new one");
+    }
+    box->ran = 1;
+    n = cs_sim_nodes(box->sim);
+    lua_settop(L, 4);
+
+    run = lua_newuserdatauv(L, sizeof *run, 0);    /* 5 */
+    memset(run, 0, sizeof *run);
+    luaL_setmetatable(L, LCS_RUN);
+    run->L = L;
+    run->n = n;
+    run->lim = box->lim;
+    run->strict = box->strict;
+    run->sim = box->sim;
+    run->actions_idx = 3;
+    lua_newtable(L);                                /* 6: results */
+    results = 6;
+    run->results_idx = results;
+    lua_newtable(L);
+    lua_setfield(L, results, "notes");
+    lua_newtable(L);
+    lua_setfield(L, results, "errors");
+    lua_newtable(L);                                /* 7: transfer cache */
+    cache = 7;
+
+    if ((run->nodes = calloc(n, sizeof *run->nodes)) == NULL) {
+        return luaL_error(L, "run: out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        lcs_node *nd = &run->nodes[i];
+
+        nd->sim = box->sim;
+        nd->id = i;
+        nd->n = n;
+        nd->f = box->f;
+        nd->lim = &run->lim;
+        if (lcs_node_open(nd) != CS_OK) {
+            return luaL_error(L, "run: out of memory creating node %d",
+                              (int)i);
+        }
+        if (lua_rawgeti(L, 2, (lua_Integer)i) != LUA_TTABLE) {
+            return luaL_error(L, "run: node %d has no protocol (call "
+                              "sim:spawn first)", (int)i);
+        }
+        if (!lcs_transfer_cached(L, -1, nd->L, name, cache)) {
+            return lua_error(L);
+        }
+        lua_pop(L, 1);
+        lcs_node_install(nd);
+    }
+
+    memset(&cb, 0, sizeof cb);
+    cb.ud = run;
+    cb.start = lcs_node_start;
+    cb.message = lcs_node_message;
+    cb.timer = lcs_node_timer;
+    cb.action = on_action;
+    cb.output = on_output;
+    rc = cs_sim_run(box->sim, &cb);
+
+    /* The node states are done; free them before building results. */
+    lua_pushcfunction(L, run_gc);
+    lua_pushvalue(L, 5);
+    lua_call(L, 1, 0);
+    if (rc != CS_OK && rc != CS_ESTOPPED) {
+        return luaL_error(L, "run: %s", cs_strerror(rc));
+    }
+    lua_pushboolean(L, rc == CS_ESTOPPED);
+    lua_setfield(L, results, "stopped");
+    push_results_tail(L, run, results);
+    lua_pushvalue(L, results);
+    return 1;
+}
+
+static const luaL_Reg box_meta[] = {
+    {"__gc", box_gc},
+    {"__close", box_gc},
+    {NULL, NULL}
+};
+
+static const luaL_Reg box_methods[] = {
+    {"_byzantine", l_byzantine},
+    {"_at", l_at},
+    {"_run", l_run},
+    {NULL, NULL}
+};
+
+void lcs_open_sim(lua_State *L)
+{
+    if (luaL_newmetatable(L, LCS_SIM)) {
+        luaL_setfuncs(L, box_meta, 0);
+        luaL_newlib(L, box_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, LCS_RUN)) {
+        lua_pushcfunction(L, run_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_newsim);
+    lua_setfield(L, -2, "_sim");
+}
