@@ -26,6 +26,7 @@
  * in the current window; nothing here is shared between nodes.
  */
 #include "lconsensus.h"
+#include "cs_int.h"
 
 #include <lualib.h>
 #include <math.h>
@@ -83,8 +84,8 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     }
     nd->steps += HOOK_EVERY;
     if (nd->lim->budget > 0 && nd->steps > nd->lim->budget) {
-        luaL_error(L, "instruction budget exceeded (%ld VM instructions in "
-                   "one handler call; see --budget)", nd->lim->budget);
+        luaL_error(L, "instruction budget exceeded (%I VM instructions in "
+                   "one handler call)", (LUAI_UACINT)nd->lim->budget);
     }
 }
 
@@ -281,8 +282,10 @@ static uint32_t timer_tag(lua_State *L, lcs_node *nd, int create)
 
     luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TNUMBER, 2,
                      "timer name (string or number)");
+    /* The tag tables are upvalues: a C function's stack is its own, so
+     * the fixed slots are out of reach here. */
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, S_NAMETAG) != LUA_TNIL) {
+    if (lua_rawget(L, lua_upvalueindex(3)) != LUA_TNIL) {
         tag = (uint32_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
         return tag;
@@ -294,9 +297,9 @@ static uint32_t timer_tag(lua_State *L, lcs_node *nd, int create)
     tag = ++nd->ntags;
     lua_pushvalue(L, 2);
     lua_pushinteger(L, tag);
-    lua_rawset(L, S_NAMETAG);
+    lua_rawset(L, lua_upvalueindex(3));
     lua_pushvalue(L, 2);
-    lua_rawseti(L, S_TAGNAME, tag);
+    lua_rawseti(L, lua_upvalueindex(2), tag);
     return tag;
 }
 
@@ -526,9 +529,14 @@ static int setup(lua_State *L)
     /* The fixed slots. */
     lua_settop(L, 0);
     lua_pushcfunction(L, msgh);                     /* S_MSGH */
-    lua_createtable(L, 0, 16);                      /* S_NODE */
+    lua_newtable(L);                                /* tag -> name */
+    lua_newtable(L);                                /* name -> tag */
+    lua_createtable(L, 0, 16);                      /* the node table */
     lua_pushlightuserdata(L, nd);
-    luaL_setfuncs(L, node_methods, 1);
+    lua_pushvalue(L, -4);
+    lua_pushvalue(L, -4);
+    luaL_setfuncs(L, node_methods, 3);  /* upvalues: nd, tag tables */
+                                        /* [msgh, t2n, n2t, node] */
     lua_pushinteger(L, nd->id);
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, nd->n);
@@ -547,11 +555,12 @@ static int setup(lua_State *L)
     lua_pushliteral(L, "consensus.Node");
     lua_setfield(L, -2, "__name");
     lua_setmetatable(L, -2);
-    lua_pushnil(L);                                 /* S_START */
-    lua_pushnil(L);                                 /* S_RECEIVE */
-    lua_pushnil(L);                                 /* S_TIMER */
-    lua_newtable(L);                                /* S_TAGNAME */
-    lua_newtable(L);                                /* S_NAMETAG */
+    lua_insert(L, S_NODE);              /* [msgh, node, t2n, n2t] */
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_rotate(L, S_START, 3);  /* [msgh, node, nil x3, t2n, n2t] */
+    CS_ASSERT(lua_gettop(L) == S_TOP);
     return S_TOP;
 }
 

@@ -224,6 +224,7 @@ static int do_output(lua_State *L)
 {
     const outarg *o = lua_touserdata(L, 1);
     lcs_run *run = o->run;
+    const int results = 2;          /* passed in: a new frame */
     char t[32];
 
     lcs_fmt_ms(t, sizeof t, o->at);
@@ -240,7 +241,7 @@ static int do_output(lua_State *L)
         lua_setfield(L, -2, "t");
         push_value(L, o->data, o->len);
         lua_setfield(L, -2, "value");
-        append(L, run->results_idx, "notes");
+        append(L, results, "notes");
         break;
     case LCS_OUT_ERROR: {
         const char *s = o->data, *nl = memchr(s, '\n', o->len);
@@ -258,7 +259,7 @@ static int do_output(lua_State *L)
         lua_setfield(L, -2, "handler");
         lua_pushlstring(L, msg, mlen);
         lua_setfield(L, -2, "message");
-        append(L, run->results_idx, "errors");
+        append(L, results, "errors");
         fprintf(stderr, "consensus-lua: node %u failed at t=%s ms (seed "
                 "%llu) in %.*s: %.*s\n", (unsigned)o->node, t,
                 (unsigned long long)cs_sim_seed(run->sim), (int)wlen, s,
@@ -284,7 +285,8 @@ static void on_output(void *ud, cs_sim *sim, uint32_t node, cs_time at,
     }
     lua_pushcfunction(L, do_output);
     lua_pushlightuserdata(L, &o);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lua_pushvalue(L, run->results_idx);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
         lua_pop(L, 1);      /* out of memory in the main state: drop it */
     }
 }

@@ -95,96 +95,78 @@ typedef struct transfer {
     const void *gptr;           /* from's globals table */
     int globals_done;
     int depth;
-    char *buf;                  /* dump buffer; freed by the caller of */
-    size_t len, cap;            /* the protected call, never raised over */
+    char *buf;                  /* dump buffer: freed after the protected */
+    size_t len, cap;            /* call, so never raised over */
     const char *rdata;          /* what the reader hands to lua_load */
     size_t rlen;
+    size_t pos;                 /* length of msg */
     char msg[512];
 } transfer;
 
 static void copy(transfer *tr, int idx, const path *p);
+static void copy_globals(transfer *tr);
 
 /* ------------------------------------------------------------ messages */
 
-static void add(transfer *tr, size_t *pos, const char *fmt, ...)
+static void vadd(transfer *tr, const char *fmt, va_list ap)
 {
-    va_list ap;
     int n;
 
-    if (*pos >= sizeof tr->msg - 1) {
+    if (tr->pos >= sizeof tr->msg - 1)
         return;
-    }
+    n = vsnprintf(tr->msg + tr->pos, sizeof tr->msg - tr->pos, fmt, ap);
+    if (n > 0)
+        tr->pos += (size_t)n;
+    if (tr->pos > sizeof tr->msg - 1)
+        tr->pos = sizeof tr->msg - 1;           /* truncated */
+}
+
+static void add(transfer *tr, const char *fmt, ...)
+{
+    va_list ap;
+
     va_start(ap, fmt);
-    n = vsnprintf(tr->msg + *pos, sizeof tr->msg - *pos, fmt, ap);
+    vadd(tr, fmt, ap);
     va_end(ap);
-    if (n > 0) {
-        *pos += (size_t)n;
-    }
-    if (*pos > sizeof tr->msg - 1) {
-        *pos = sizeof tr->msg - 1;      /* truncated */
-    }
 }
 
-static int is_name(const char *s, size_t n)
+/* Render a path as Lua would index: Vote.a["b c"][3]: upvalue 'x'. */
+static void add_path(transfer *tr, const path *p)
 {
-    size_t i;
-
-    if (n == 0 || (s[0] >= '0' && s[0] <= '9')) {
-        return 0;
-    }
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-        if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9'))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Render a key as Lua would index with it: .name, ["a b"], [3], [true]. */
-static void add_key(transfer *tr, size_t *pos, int idx)
-{
+    static const char ident[] = "_abcdefghijklmnopqrstuvwxyz"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     lua_State *F = tr->from;
-    size_t n;
     const char *s;
+    size_t n;
 
-    switch (lua_type(F, idx)) {
+    if (p->up != NULL)
+        add_path(tr, p->up);
+    switch (p->kind) {
+    case P_ROOT:  add(tr, "%s", p->s); return;
+    case P_KEY:   add(tr, ": key"); return;
+    case P_UPVAL: add(tr, ": upvalue '%s'", p->s); return;
+    case P_META:  add(tr, ": metatable"); return;
+    }
+    switch (lua_type(F, p->idx)) {              /* P_FIELD */
     case LUA_TSTRING:
-        s = lua_tolstring(F, idx, &n);
-        if (is_name(s, n)) {
-            add(tr, pos, ".%s", s);
-        } else {
-            add(tr, pos, "[\"%.*s\"]", (int)(n > 40 ? 40 : n), s);
-        }
+        s = lua_tolstring(F, p->idx, &n);
+        if (n > 0 && strspn(s, ident) == n && !(s[0] >= '0' && s[0] <= '9'))
+            add(tr, ".%s", s);
+        else
+            add(tr, "[\"%.*s\"]", (int)(n > 40 ? 40 : n), s);
         break;
     case LUA_TNUMBER:
-        if (lua_isinteger(F, idx)) {
-            add(tr, pos, "[%lld]", (long long)lua_tointeger(F, idx));
-        } else {
-            add(tr, pos, "[%.14g]", (double)lua_tonumber(F, idx));
-        }
+        if (lua_isinteger(F, p->idx))
+            add(tr, "[%lld]", (long long)lua_tointeger(F, p->idx));
+        else
+            add(tr, "[%.14g]", (double)lua_tonumber(F, p->idx));
         break;
     case LUA_TBOOLEAN:
-        add(tr, pos, "[%s]", lua_toboolean(F, idx) ? "true" : "false");
+        add(tr, "[%s]", lua_toboolean(F, p->idx) ? "true" : "false");
         break;
     default:
-        add(tr, pos, "[%s]", lua_typename(F, lua_type(F, idx)));
+        add(tr, "[%s]", luaL_typename(F, p->idx));
         break;
-    }
-}
-
-static void add_path(transfer *tr, size_t *pos, const path *p)
-{
-    if (p->up != NULL) {
-        add_path(tr, pos, p->up);
-    }
-    switch (p->kind) {
-    case P_ROOT:  add(tr, pos, "%s", p->s); break;
-    case P_FIELD: add_key(tr, pos, p->idx); break;
-    case P_KEY:   add(tr, pos, ": key"); break;
-    case P_UPVAL: add(tr, pos, ": upvalue '%s'", p->s); break;
-    case P_META:  add(tr, pos, ": metatable"); break;
     }
 }
 
@@ -192,60 +174,46 @@ static void add_path(transfer *tr, size_t *pos, const path *p)
  * the transfer itself (a light userdata, so raising needs no memory). */
 static void fail(transfer *tr, const path *p, const char *fmt, ...)
 {
-    size_t pos = 0;
     va_list ap;
 
-    add_path(tr, &pos, p);
-    if (pos > 300) {                /* keep the head, the tail and room */
+    tr->pos = 0;
+    add_path(tr, p);
+    if (tr->pos > 300) {            /* a deep path: keep its head and tail */
         memcpy(tr->msg + 100, "...", 3);
-        memmove(tr->msg + 103, tr->msg + pos - 150, 150);
-        pos = 253;
+        memmove(tr->msg + 103, tr->msg + tr->pos - 150, 150);
+        tr->pos = 253;
     }
-    if (pos < sizeof tr->msg - 1) {
-        va_start(ap, fmt);
-        vsnprintf(tr->msg + pos, sizeof tr->msg - pos, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    vadd(tr, fmt, ap);
+    va_end(ap);
     lua_pushlightuserdata(tr->to, tr);
     lua_error(tr->to);
 }
 
 /* Why the value at 'idx' cannot be copied.  A userdata's type name is
- * looked up by walking its metatable, since indexing would allocate. */
+ * found by walking its metatable, since indexing it would allocate. */
 static void fail_type(transfer *tr, int idx, const path *p)
 {
     lua_State *F = tr->from;
-    const char *tname = NULL;
-    size_t n;
+    const char *tname = "";
 
+    if (lua_type(F, idx) == LUA_TUSERDATA && lua_getmetatable(F, idx)) {
+        lua_pushnil(F);
+        while (*tname == '\0' && lua_next(F, -2)) {
+            if (lua_type(F, -2) == LUA_TSTRING && lua_type(F, -1) == LUA_TSTRING
+                && strcmp(lua_tostring(F, -2), "__name") == 0)
+                tname = lua_tostring(F, -1);            /* anchored in mt */
+            lua_pop(F, 1);
+        }
+    }
     switch (lua_type(F, idx)) {
     case LUA_TUSERDATA:
-        if (lua_getmetatable(F, idx)) {
-            int mt = lua_gettop(F);
-            lua_pushnil(F);
-            while (tname == NULL && lua_next(F, mt)) {
-                if (lua_type(F, -2) == LUA_TSTRING
-                    && lua_type(F, -1) == LUA_TSTRING
-                    && strcmp(lua_tolstring(F, -2, &n), "__name") == 0) {
-                    tname = lua_tolstring(F, -1, &n);   /* anchored in mt */
-                }
-                lua_pop(F, 1);
-            }
-        }
-        if (tname != NULL) {
-            fail(tr, p, " is a userdata (%s)", tname);
-        }
-        fail(tr, p, " is a userdata");
+        fail(tr, p, " is a userdata%s%s%s", *tname ? " (" : "", tname,
+             *tname ? ")" : "");
         break;
-    case LUA_TLIGHTUSERDATA:
-        fail(tr, p, " is a light userdata");
-        break;
-    case LUA_TTHREAD:
-        fail(tr, p, " is a thread (coroutine)");
-        break;
-    default:
-        fail(tr, p, " is a C function outside package.loaded");
-        break;
+    case LUA_TLIGHTUSERDATA: fail(tr, p, " is a light userdata"); break;
+    case LUA_TTHREAD: fail(tr, p, " is a thread (coroutine)"); break;
+    default: fail(tr, p, " is a C function outside package.loaded"); break;
     }
 }
 
@@ -258,26 +226,18 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
     char *nb;
 
     (void)L;
-    if (sz == 0) {
-        return 0;
-    }
-    if (sz <= tr->cap - tr->len) {
-        memcpy(tr->buf + tr->len, p, sz);
-        tr->len += sz;
-        return 0;
-    }
-    while (cap - tr->len < sz) {
-        if (cap > ((size_t)-1) / 2) {
-            return 1;
-        }
+    while (cap - tr->len < sz && cap <= (size_t)-1 / 2)
         cap *= 2;
+    if (cap - tr->len < sz)
+        return 1;
+    if (cap != tr->cap) {
+        if ((nb = realloc(tr->buf, cap)) == NULL)
+            return 1;           /* lua_dump returns it; we report it */
+        tr->buf = nb;
+        tr->cap = cap;
     }
-    if ((nb = realloc(tr->buf, cap)) == NULL) {
-        return 1;               /* lua_dump returns it; we report it */
-    }
-    tr->buf = nb;
-    tr->cap = cap;
-    memcpy(tr->buf + tr->len, p, sz);
+    if (sz > 0)
+        memcpy(tr->buf + tr->len, p, sz);
     tr->len += sz;
     return 0;
 }
@@ -297,7 +257,7 @@ static const char *reader(lua_State *L, void *ud, size_t *size)
 /* In 'from', protected: cache[fn] = the dumped chunk.  [cache, fn, tr] */
 static int from_cache_put(lua_State *L)
 {
-    transfer *tr = lua_touserdata(L, 3);
+    const transfer *tr = lua_touserdata(L, 3);
 
     lua_settop(L, 2);
     lua_pushlstring(L, tr->buf, tr->len);
@@ -305,8 +265,8 @@ static int from_cache_put(lua_State *L)
     return 0;
 }
 
-/* Push on 'to' a fresh closure of the function at 'idx' of 'from' (its
- * upvalues not yet set), from the cache when it has the chunk. */
+/* Push on 'to' a fresh closure of the Lua function at 'idx' of 'from'
+ * (upvalues not set yet), loading the cached chunk if there is one. */
 static void load_function(transfer *tr, int idx, const path *p)
 {
     lua_State *F = tr->from, *T = tr->to;
@@ -314,41 +274,36 @@ static void load_function(transfer *tr, int idx, const path *p)
 
     if (tr->cache) {
         lua_pushvalue(F, idx);
-        if (lua_rawget(F, tr->cache) == LUA_TSTRING) {
-            tr->rdata = lua_tolstring(F, -1, &tr->rlen);  /* stays anchored */
-            cached = 1;
-        } else {
+        cached = lua_rawget(F, tr->cache) == LUA_TSTRING;
+        if (cached)
+            tr->rdata = lua_tolstring(F, -1, &tr->rlen);  /* kept on F */
+        else
             lua_pop(F, 1);
-        }
     }
     if (!cached) {
         tr->len = 0;
         lua_pushvalue(F, idx);
-        rc = lua_dump(F, writer, tr, 0);    /* keep debug info */
+        rc = lua_dump(F, writer, tr, 0);    /* 0: keep the debug info */
         lua_pop(F, 1);
-        if (rc != 0) {
+        if (rc != 0)
             fail(tr, p, " cannot be dumped: not enough memory");
-        }
         if (tr->cache) {
             /* Best effort: if 'from' is out of memory, just don't cache. */
             lua_pushcfunction(F, from_cache_put);
             lua_pushvalue(F, tr->cache);
             lua_pushvalue(F, idx);
             lua_pushlightuserdata(F, tr);
-            if (lua_pcall(F, 3, 0, 0) != LUA_OK) {
+            if (lua_pcall(F, 3, 0, 0) != LUA_OK)
                 lua_pop(F, 1);
-            }
         }
         tr->rdata = tr->buf;
         tr->rlen = tr->len;
     }
     rc = lua_load(T, reader, tr, "=transfer", "b");
-    if (cached) {
+    if (cached)
         lua_pop(F, 1);
-    }
-    if (rc != LUA_OK) {
+    if (rc != LUA_OK)
         lua_error(T);           /* its message is on top of 'to' */
-    }
 }
 
 /* -------------------------------------------------------------- copying */
@@ -357,19 +312,19 @@ static void copy_table(transfer *tr, int idx, const path *p)
 {
     lua_State *F = tr->from, *T = tr->to;
     lua_Unsigned n = lua_rawlen(F, idx);
-    int t, k;
+    const path mp = { p, P_META, 0, NULL };
+    int t;
 
-    /* rawlen is only a hint; a sparse table can report a huge border */
+    /* rawlen is only a hint: a sparse table can report a huge border */
     lua_createtable(T, n < 1024 ? (int)n : 1024, 0);
     t = lua_gettop(T);
     lua_pushvalue(T, t);
     lua_rawsetp(T, T_MEMO, lua_topointer(F, idx));
     lua_pushnil(F);
     while (lua_next(F, idx)) {                      /* F: [.., k, v] */
-        path kp, vp;
-        k = lua_gettop(F) - 1;
-        kp.up = p; kp.kind = P_KEY; kp.idx = k; kp.s = NULL;
-        vp.up = p; vp.kind = P_FIELD; vp.idx = k; vp.s = NULL;
+        const int k = lua_gettop(F) - 1;
+        const path kp = { p, P_KEY, k, NULL }, vp = { p, P_FIELD, k, NULL };
+
         copy(tr, k, &kp);
         copy(tr, k + 1, &vp);                       /* T: [.., t, k, v] */
         lua_rawset(T, t);
@@ -377,13 +332,9 @@ static void copy_table(transfer *tr, int idx, const path *p)
     }
     /* The metatable goes last, so a copied __gc sees a full table. */
     if (lua_getmetatable(F, idx)) {
-        path mp;
-        mp.up = p; mp.kind = P_META; mp.idx = 0; mp.s = NULL;
         copy(tr, lua_gettop(F), &mp);
-        if (!lua_istable(T, -1)) {
-            fail(tr, &mp, " is mapped to a %s in node states",
-                 luaL_typename(T, -1));
-        }
+        if (!lua_istable(T, -1))        /* a library path gone astray */
+            fail(tr, &mp, " is a %s in node states", luaL_typename(T, -1));
         lua_setmetatable(T, t);
         lua_pop(F, 1);
     }
@@ -393,51 +344,48 @@ static void copy_function(transfer *tr, int idx, const path *p)
 {
     lua_State *F = tr->from, *T = tr->to;
     const char *name;
+    void *id;
     int g, i;
 
-    if (lua_iscfunction(F, idx)) {
+    if (lua_iscfunction(F, idx))
         fail_type(tr, idx, p);
-    }
     load_function(tr, idx, p);
     g = lua_gettop(T);
     lua_pushvalue(T, g);
     lua_rawsetp(T, T_MEMO, lua_topointer(F, idx));
-    /* load set upvalue 1 to the globals whatever it was; every upvalue is
-     * set below, by position, since the prototype is the same. */
+    /* load set upvalue 1 to the globals, _ENV or not; all are set here,
+     * by position, since the prototype is the same. */
     for (i = 1; (name = lua_getupvalue(F, idx, i)) != NULL; i++) {
-        void *id = lua_upvalueid(F, idx, i);
+        const path up = { p, P_UPVAL, 0, name };
+
+        id = lua_upvalueid(F, idx, i);
         if (lua_rawgetp(T, T_UPV, id) == LUA_TFUNCTION) {
             lua_rawgetp(T, T_UPVN, id);             /* T: [.., g, h, n] */
             lua_upvaluejoin(T, g, i, -2, (int)lua_tointeger(T, -1));
             lua_pop(T, 2);
         } else {
-            path up;
-            lua_pop(T, 1);
             /* Enter it before copying the value: the value may reach a
-             * closure sharing this very upvalue. */
+             * closure that shares this very upvalue. */
+            lua_pop(T, 1);
             lua_pushvalue(T, g);
             lua_rawsetp(T, T_UPV, id);
             lua_pushinteger(T, i);
             lua_rawsetp(T, T_UPVN, id);
-            up.up = p; up.kind = P_UPVAL; up.idx = 0; up.s = name;
             copy(tr, lua_gettop(F), &up);
-            if (lua_setupvalue(T, g, i) == NULL) {
+            if (lua_setupvalue(T, g, i) == NULL)
                 lua_pop(T, 1);
-            }
         }
         lua_pop(F, 1);
     }
 }
-
-static void copy_globals(transfer *tr);
 
 /* Push on 'to' the copy of the value at 'idx' of 'from'. */
 static void copy(transfer *tr, int idx, const path *p)
 {
     lua_State *F = tr->from, *T = tr->to;
     const void *ptr;
-    size_t n;
     const char *s;
+    size_t n;
 
     switch (lua_type(F, idx)) {
     case LUA_TNIL:
@@ -447,11 +395,10 @@ static void copy(transfer *tr, int idx, const path *p)
         lua_pushboolean(T, lua_toboolean(F, idx));
         return;
     case LUA_TNUMBER:
-        if (lua_isinteger(F, idx)) {
+        if (lua_isinteger(F, idx))
             lua_pushinteger(T, lua_tointeger(F, idx));
-        } else {
+        else
             lua_pushnumber(T, lua_tonumber(F, idx));
-        }
         return;
     case LUA_TSTRING:
         s = lua_tolstring(F, idx, &n);
@@ -462,7 +409,6 @@ static void copy(transfer *tr, int idx, const path *p)
         break;
     default:
         fail_type(tr, idx, p);
-        return;
     }
     ptr = lua_topointer(F, idx);
     if (ptr == tr->gptr) {
@@ -472,30 +418,25 @@ static void copy(transfer *tr, int idx, const path *p)
     }
     /* The root is copied even if it is a module; copying enters it in
      * the memo over its mapping, so a cycle back to it finds the copy. */
-    if (p->kind != P_ROOT || p->up != NULL) {
-        if (lua_rawgetp(T, T_MEMO, ptr) != LUA_TNIL) {
+    if (p->up != NULL) {
+        if (lua_rawgetp(T, T_MEMO, ptr) != LUA_TNIL)
             return;
-        }
         lua_pop(T, 1);
-        if (lua_rawgetp(T, T_MISSING, ptr) == LUA_TSTRING) {
+        if (lua_rawgetp(T, T_MISSING, ptr) == LUA_TSTRING)
             fail(tr, p, " is %s, which node states do not have",
                  lua_tostring(T, -1));
-        }
         lua_pop(T, 1);
     }
-    if (tr->depth >= MAXDEPTH) {
+    if (tr->depth >= MAXDEPTH)
         fail(tr, p, " is nested too deeply (over %d levels)", MAXDEPTH);
-    }
-    if (!lua_checkstack(F, FSLOTS)) {
+    if (!lua_checkstack(F, FSLOTS))
         fail(tr, p, ": stack overflow in the main state");
-    }
     luaL_checkstack(T, TSLOTS, "transfer");
     tr->depth++;
-    if (lua_type(F, idx) == LUA_TTABLE) {
+    if (lua_type(F, idx) == LUA_TTABLE)
         copy_table(tr, idx, p);
-    } else {
+    else
         copy_function(tr, idx, p);
-    }
     tr->depth--;
 }
 
@@ -516,18 +457,15 @@ static const struct { const char *s; size_t n; } std_globals[] = {
 
 static int is_std_global(lua_State *F, int idx)
 {
-    size_t n, i;
     const char *s;
+    size_t n, i;
 
-    if (lua_type(F, idx) != LUA_TSTRING) {
+    if (lua_type(F, idx) != LUA_TSTRING)
         return 0;
-    }
     s = lua_tolstring(F, idx, &n);
-    for (i = 0; i < sizeof std_globals / sizeof std_globals[0]; i++) {
-        if (std_globals[i].n == n && memcmp(s, std_globals[i].s, n) == 0) {
+    for (i = 0; i < sizeof std_globals / sizeof std_globals[0]; i++)
+        if (std_globals[i].n == n && memcmp(s, std_globals[i].s, n) == 0)
             return 1;
-        }
-    }
     return 0;
 }
 
@@ -540,37 +478,30 @@ static int seen(lua_State *T, int tab, const void *ptr)
 }
 
 /* Could the value at 'idx' be copied at depth 'd'?  Walks the graph as
- * copy() would, in the same order, without copying anything.  Values in
- * the memo are copied or mapped already; those being checked count as
- * good, since the first bad one fails the whole check. */
+ * copy() would, in the same order, copying nothing.  What the memo holds
+ * is copied or mapped already; what this walk has entered counts as good,
+ * since the first bad value ends the walk. */
 static int check(transfer *tr, int idx, int d)
 {
     lua_State *F = tr->from, *T = tr->to;
-    int t = lua_type(F, idx), ok = 1, i, top;
+    int t = lua_type(F, idx), ok = 1, i;
     const void *ptr;
 
     if (t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER
-        || t == LUA_TSTRING) {
+        || t == LUA_TSTRING)
         return 1;
-    }
-    if (t != LUA_TTABLE && t != LUA_TFUNCTION) {
+    if (t != LUA_TTABLE && t != LUA_TFUNCTION)
         return 0;
-    }
     ptr = lua_topointer(F, idx);
-    if (ptr == tr->gptr || seen(T, T_MEMO, ptr) || seen(T, T_CHECK, ptr)) {
+    if (ptr == tr->gptr || seen(T, T_MEMO, ptr) || seen(T, T_CHECK, ptr))
         return 1;
-    }
     if (seen(T, T_MISSING, ptr) || d >= MAXDEPTH
-        || !lua_checkstack(F, FSLOTS)) {
+        || lua_iscfunction(F, idx) || !lua_checkstack(F, FSLOTS))
         return 0;
-    }
     luaL_checkstack(T, TSLOTS, "transfer");
     lua_pushboolean(T, 1);
     lua_rawsetp(T, T_CHECK, ptr);
     if (t == LUA_TFUNCTION) {
-        if (lua_iscfunction(F, idx)) {
-            return 0;
-        }
         for (i = 1; ok && lua_getupvalue(F, idx, i) != NULL; i++) {
             ok = check(tr, lua_gettop(F), d + 1);
             lua_pop(F, 1);
@@ -578,13 +509,12 @@ static int check(transfer *tr, int idx, int d)
         return ok;
     }
     lua_pushnil(F);
-    while (lua_next(F, idx)) {
-        top = lua_gettop(F);
-        ok = check(tr, top - 1, d + 1) && check(tr, top, d + 1);
-        lua_pop(F, ok ? 1 : 2);             /* on failure, the key too */
-        if (!ok) {
+    while (lua_next(F, idx)) {                      /* F: [.., k, v] */
+        i = lua_gettop(F);
+        ok = check(tr, i - 1, d + 1) && check(tr, i, d + 1);
+        lua_pop(F, ok ? 1 : 2);                 /* on failure, the key too */
+        if (!ok)
             return 0;
-        }
     }
     if (lua_getmetatable(F, idx)) {
         ok = check(tr, lua_gettop(F), d + 1);
@@ -598,27 +528,23 @@ static int check(transfer *tr, int idx, int d)
 static void copy_globals(transfer *tr)
 {
     lua_State *F = tr->from, *T = tr->to;
-    path gp, kp, vp;
-    int k;
+    const path gp = { NULL, P_ROOT, 0, "_G" };
 
-    if (tr->globals_done) {
+    if (tr->globals_done)
         return;
-    }
-    tr->globals_done = 1;           /* set first: globals reach _G again */
-    gp.up = NULL; gp.kind = P_ROOT; gp.idx = 0; gp.s = "_G";
-    if (!lua_checkstack(F, FSLOTS)) {
+    tr->globals_done = 1;           /* first: globals reach _G again */
+    if (!lua_checkstack(F, FSLOTS))
         fail(tr, &gp, ": stack overflow in the main state");
-    }
     luaL_checkstack(T, TSLOTS, "transfer");
     lua_pushnil(F);
     while (lua_next(F, tr->fglobals)) {             /* F: [.., k, v] */
-        k = lua_gettop(F) - 1;
+        const int k = lua_gettop(F) - 1;
+        const path kp = { &gp, P_KEY, k, NULL }, vp = { &gp, P_FIELD, k, NULL };
+
         if (!is_std_global(F, k)) {
             lua_newtable(T);
             lua_replace(T, T_CHECK);
             if (check(tr, k, tr->depth) && check(tr, k + 1, tr->depth)) {
-                kp.up = &gp; kp.kind = P_KEY; kp.idx = k; kp.s = NULL;
-                vp.up = &gp; vp.kind = P_FIELD; vp.idx = k; vp.s = NULL;
                 copy(tr, k, &kp);
                 copy(tr, k + 1, &vp);
                 lua_rawset(T, T_GLOBALS);
@@ -632,77 +558,79 @@ static void copy_globals(transfer *tr)
 
 /* ---------------------------------------------------------- library map */
 
-/* Map the table or function at the top of 'from', found at path M[.K], to
- * the value at the top of 'to' (nil if 'to' lacks the path). */
+/* With a table (or anything) on top of 'to', push its field named by the
+ * string at 'idx' of 'from', or nil. */
+static void push_field(transfer *tr, int idx)
+{
+    size_t n;
+    const char *s = lua_tolstring(tr->from, idx, &n);
+
+    if (lua_istable(tr->to, -1)) {
+        lua_pushlstring(tr->to, s, n);
+        lua_rawget(tr->to, -2);
+    } else {
+        lua_pushnil(tr->to);
+    }
+}
+
+/* Map the table or function on top of 'from', found at path M[.K], to the
+ * value on top of 'to' (nil if 'to' lacks that path). */
 static void map_library(transfer *tr, const char *m, const char *k)
 {
     lua_State *F = tr->from, *T = tr->to;
     const void *ptr = lua_topointer(F, -1);
 
-    if (ptr == tr->gptr || seen(T, T_MEMO, ptr)) {
+    if (ptr == tr->gptr || seen(T, T_MEMO, ptr))
         return;                     /* the first present path wins */
-    }
     if (!lua_isnil(T, -1)) {
         lua_pushvalue(T, -1);
         lua_rawsetp(T, T_MEMO, ptr);
     } else if (!seen(T, T_MISSING, ptr)) {
-        if (k == NULL) {
+        if (k == NULL)
             lua_pushstring(T, m);
-        } else if (strcmp(m, "_G") == 0) {
+        else if (strcmp(m, "_G") == 0)
             lua_pushstring(T, k);
-        } else {
+        else
             lua_pushfstring(T, "%s.%s", m, k);
-        }
         lua_rawsetp(T, T_MISSING, ptr);
     }
 }
 
+static int is_ref(lua_State *F, int idx)
+{
+    int t = lua_type(F, idx);
+
+    return t == LUA_TTABLE || t == LUA_TFUNCTION;
+}
+
 /* Build the reverse map of from's package.loaded: modules in a first
- * pass, their fields in a second, so a module's own path wins. */
+ * pass, then their fields, so a module's own path wins. */
 static void build_library_map(transfer *tr)
 {
     lua_State *F = tr->from, *T = tr->to;
-    int pass, t, isg;
-    const char *m, *k;
+    int pass, isg;
 
-    if (tr->floaded == 0) {
-        return;
-    }
-    for (pass = 1; pass <= 2; pass++) {
+    for (pass = 1; tr->floaded && pass <= 2; pass++) {
         lua_pushnil(F);
         while (lua_next(F, tr->floaded)) {          /* F: [.., M, mod] */
-            t = lua_type(F, -1);
-            if (lua_type(F, -2) != LUA_TSTRING
-                || (t != LUA_TTABLE && t != LUA_TFUNCTION)) {
+            if (lua_type(F, -2) != LUA_TSTRING || !is_ref(F, -1)) {
                 lua_pop(F, 1);
                 continue;
             }
-            m = lua_tostring(F, -2);
             lua_pushvalue(T, T_LOADED);
-            if (lua_istable(T, -1)) {
-                lua_pushstring(T, m);
-                lua_rawget(T, -2);
-            } else {
-                lua_pushnil(T);
-            }                                       /* T: [loaded, tmod] */
+            push_field(tr, -2);                     /* T: [loaded, tmod] */
             if (pass == 1) {
-                map_library(tr, m, NULL);
-            } else if (t == LUA_TTABLE) {
+                map_library(tr, lua_tostring(F, -2), NULL);
+            } else if (lua_istable(F, -1)) {
+                /* of _G, only the standard globals are library values */
                 isg = lua_topointer(F, -1) == tr->gptr;
                 lua_pushnil(F);
                 while (lua_next(F, -2)) {           /* F: [.., mod, K, v] */
-                    t = lua_type(F, -1);
-                    if (lua_type(F, -2) == LUA_TSTRING
-                        && (t == LUA_TTABLE || t == LUA_TFUNCTION)
+                    if (lua_type(F, -2) == LUA_TSTRING && is_ref(F, -1)
                         && (!isg || is_std_global(F, -2))) {
-                        k = lua_tostring(F, -2);
-                        if (lua_istable(T, -1)) {
-                            lua_pushstring(T, k);
-                            lua_rawget(T, -2);
-                        } else {
-                            lua_pushnil(T);
-                        }
-                        map_library(tr, m, k);
+                        push_field(tr, -2);
+                        map_library(tr, lua_tostring(F, -4),
+                                    lua_tostring(F, -2));
                         lua_pop(T, 1);
                     }
                     lua_pop(F, 1);
@@ -720,7 +648,7 @@ static void build_library_map(transfer *tr)
 static int transfer_main(lua_State *T)
 {
     transfer *tr = lua_touserdata(T, T_CTX);
-    path root;
+    const path root = { NULL, P_ROOT, 0, tr->name };
 
     luaL_checkstack(T, 16, "transfer");
     lua_createtable(T, 0, 256);                     /* T_MEMO */
@@ -731,7 +659,6 @@ static int transfer_main(lua_State *T)
     lua_getfield(T, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushnil(T);                                 /* T_CHECK */
     build_library_map(tr);
-    root.up = NULL; root.kind = P_ROOT; root.idx = 0; root.s = tr->name;
     copy(tr, tr->root, &root);
     return 1;
 }
@@ -761,56 +688,47 @@ int lcs_transfer_cached(lua_State *from, int idx, lua_State *to,
                         const char *name, int cache_idx)
 {
     transfer tr;
-    int ftop = lua_gettop(from), gcwas, ok = 0;
+    int ftop = lua_gettop(from), gcwas = 0, ok = 0;
 
     memset(&tr, 0, sizeof tr);
     tr.from = from;
     tr.to = to;
     tr.name = name != NULL ? name : "value";
     tr.root = lua_absindex(from, idx);
-    if (cache_idx != 0 && lua_type(from, cache_idx) == LUA_TTABLE) {
+    if (cache_idx != 0 && lua_type(from, cache_idx) == LUA_TTABLE)
         tr.cache = lua_absindex(from, cache_idx);
-    }
-    if (!lua_checkstack(from, 2 * FSLOTS)) {
-        /* The message below needs two slots; with none, nothing helps. */
+    if (!lua_checkstack(from, 2 * FSLOTS) || !lua_checkstack(to, 3)) {
         snprintf(tr.msg, sizeof tr.msg, "%s: stack overflow", tr.name);
         goto done;
     }
-    gcwas = lua_gc(from, LUA_GCISRUNNING);
-    if (gcwas) {
+    /* No finalizer may run in 'from' and change what we walk. */
+    if ((gcwas = lua_gc(from, LUA_GCISRUNNING)) != 0)
         lua_gc(from, LUA_GCSTOP);
-    }
     lua_rawgeti(from, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     tr.fglobals = lua_gettop(from);
     tr.gptr = lua_topointer(from, -1);
     lua_pushcfunction(from, from_loaded);
-    if (lua_pcall(from, 0, 1, 0) == LUA_OK && lua_istable(from, -1)) {
+    if (lua_pcall(from, 0, 1, 0) == LUA_OK && lua_istable(from, -1))
         tr.floaded = lua_gettop(from);
-    }
-    if (!lua_checkstack(to, 3)) {
-        snprintf(tr.msg, sizeof tr.msg, "%s: not enough memory", tr.name);
+    lua_pushcfunction(to, transfer_main);
+    lua_pushlightuserdata(to, &tr);
+    if (lua_pcall(to, 1, 1, 0) == LUA_OK) {
+        ok = 1;
     } else {
-        lua_pushcfunction(to, transfer_main);
-        lua_pushlightuserdata(to, &tr);
-        if (lua_pcall(to, 1, 1, 0) == LUA_OK) {
-            ok = 1;
-        } else {
-            /* Our own failures raise 'tr' with the message ready; any
-             * other error (memory, mostly) is a string from Lua. */
-            if (lua_touserdata(to, -1) != &tr) {
-                snprintf(tr.msg, sizeof tr.msg, "%s: %s", tr.name,
-                         lua_type(to, -1) == LUA_TSTRING
-                         ? lua_tostring(to, -1) : "error in node state");
-            }
-            lua_pop(to, 1);
-        }
+        /* Our own failures raise 'tr' with the message ready; any other
+         * error (out of memory, mostly) is a string from Lua. */
+        if (lua_touserdata(to, -1) != &tr)
+            snprintf(tr.msg, sizeof tr.msg, "%s: %s", tr.name,
+                     lua_type(to, -1) == LUA_TSTRING ? lua_tostring(to, -1)
+                                                     : "error in node state");
+        lua_pop(to, 1);
     }
     free(tr.buf);
     lua_settop(from, ftop);
-    if (gcwas) {
+    if (gcwas)
         lua_gc(from, LUA_GCRESTART);
-    }
 done:
+    /* With no room at all on from's stack, nothing can be pushed. */
     if (!ok && lua_checkstack(from, 2)) {
         lua_pushcfunction(from, from_message);
         lua_pushlightuserdata(from, &tr);

@@ -474,8 +474,8 @@ static const errcase errors[] = {
       " coroutine.create(print)}}}}}", 0,
       "msg[\"two words\"][1.5][true][-2].co: cannot send a thread" },
     { "return {['a\"\\n'] = print}", 0, "msg[\"a??\"]: cannot send a function" },
-    { "return {_x9 = {[string.rep('k', 50)] = print}}", 0,
-      "msg._x9[\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...\"]: "
+    { "return {_x9 = {[string.rep('k ', 25)] = print}}", 0,
+      "msg._x9[\"k k k k k k k k k k k k k k k k k k k k ...\"]: "
       "cannot send a function" },
     { "return {1, 2, {x = 1, y = {print}}}", 0,
       "msg[3].y[1]: cannot send a function" },
