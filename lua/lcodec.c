@@ -178,7 +178,7 @@ static void grow(enc *e, size_t n)
     b->cap = cap;
 }
 
-static unsigned char *room(enc *e, size_t n)
+static inline unsigned char *room(enc *e, size_t n)
 {
     if (e->b->cap - e->b->len < n)
         grow(e, n);
@@ -308,15 +308,16 @@ static void sort_keys(lua_State *L, int base, int n)
 
 static void enc_table(enc *e, int idx, int depth);
 
-/* Encode the value at absolute index 'idx', found in the table at 'depth'
- * (0 for the root value) under the key path[1..depth]. */
-static void enc_value(enc *e, int idx, int depth)
+/* Encode the value of type 't' at absolute index 'idx', found in the
+ * table at 'depth' (0 for the root value) under the key path[1..depth].
+ * The caller passes the type it already has: API calls are the cost. */
+static void enc_value(enc *e, int idx, int t, int depth)
 {
     lua_State *L = e->L;
     size_t n;
     const char *s;
 
-    switch (lua_type(L, idx)) {
+    switch (t) {
     case LUA_TNIL:
         put_byte(e, T_NIL);
         break;
@@ -341,25 +342,25 @@ static void enc_value(enc *e, int idx, int depth)
     }
 }
 
-/* Encode the pair at stack indices 'key' (already checked to be a
- * boolean, number or string) and 'val' of the table at 'depth'. */
-static void enc_pair(enc *e, int key, int val, int depth)
+/* Encode the pair at stack indices 'key', of type 'kt' (a boolean,
+ * number or string), and 'val', of type 'vt', of the table at 'depth'. */
+static void enc_pair(enc *e, int key, int kt, int val, int vt, int depth)
 {
     lcs_wbuf *b = e->b;
     size_t n;
     const char *s;
     int is_type = 0;
 
-    if (lua_type(e->L, key) == LUA_TSTRING) {
+    if (kt == LUA_TSTRING) {
         s = lua_tolstring(e->L, key, &n);       /* a string: no conversion */
         put_str(e, s, n);
-        is_type = depth == 1 && n == 4 && memcmp(s, "type", 4) == 0
-                  && lua_type(e->L, val) == LUA_TSTRING;
+        is_type = depth == 1 && vt == LUA_TSTRING && n == 4
+                  && s[0] == 't' && s[1] == 'y' && s[2] == 'p' && s[3] == 'e';
     } else {
-        enc_value(e, key, depth);               /* cannot fail */
+        enc_value(e, key, kt, depth);           /* cannot fail */
     }
     e->path[depth].idx = key;
-    enc_value(e, val, depth);
+    enc_value(e, val, vt, depth);
     if (is_type) {                      /* for lcs_encoded_type */
         b->type_len = lua_rawlen(e->L, val);
         b->type_off = b->len - b->type_len;
@@ -388,7 +389,7 @@ static void enc_table(enc *e, int idx, int depth)
     lua_Integer narr, i;
     size_t hdr, nrec = 0, k;
     unsigned char *q, tmp[10];
-    int d, key, kt, base;
+    int d, key, kt, isint, base = lua_gettop(L) + 1;   /* free slots */
 
     if (depth > MAXDEPTH)
         fail(e, 0, "nesting deeper than %d", MAXDEPTH);
@@ -406,23 +407,24 @@ static void enc_table(enc *e, int idx, int depth)
     b->len = hdr + 1;
     e->path[depth].idx = 0;
     for (i = 1; i <= narr; i++) {
-        lua_rawgeti(L, idx, i);
+        kt = lua_rawgeti(L, idx, i);
         e->path[depth].i = i;
-        enc_value(e, lua_gettop(L), depth);
+        enc_value(e, base, kt, depth);
         lua_pop(L, 1);
     }
-    base = lua_gettop(L) + 1;           /* canonical mode: keys go here */
     lua_pushnil(L);
     while (lua_next(L, idx)) {          /* [.., key, value] */
-        key = lua_gettop(L) - 1;
+        key = e->canonical ? lua_gettop(L) - 1 : base;
         kt = lua_type(L, key);
-        if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN)
+        if (kt == LUA_TNUMBER) {
+            i = lua_tointegerx(L, key, &isint); /* no integral float keys */
+            if (isint && i >= 1 && i <= narr) {
+                lua_pop(L, 1);          /* sent in the array part */
+                continue;
+            }
+        } else if (kt != LUA_TSTRING && kt != LUA_TBOOLEAN) {
             fail(e, depth - 1, "table key must be a string, number or "
                  "boolean (got %s)", luaL_typename(L, key));
-        if (lua_isinteger(L, key) && (i = lua_tointeger(L, key)) >= 1
-            && i <= narr) {
-            lua_pop(L, 1);              /* sent in the array part */
-            continue;
         }
         nrec++;
         if (e->canonical) {
@@ -430,7 +432,7 @@ static void enc_table(enc *e, int idx, int depth)
             luaL_checkstack(L, 3, "encode: canonical table too large");
             lua_pushvalue(L, key);      /* keep a copy below lua_next's */
         } else {
-            enc_pair(e, key, key + 1, depth);
+            enc_pair(e, key, kt, key + 1, lua_type(L, key + 1), depth);
             lua_pop(L, 1);
         }
     }
@@ -438,8 +440,8 @@ static void enc_table(enc *e, int idx, int depth)
         sort_keys(L, base, (int)nrec);
         for (key = base; key < base + (int)nrec; key++) {
             lua_pushvalue(L, key);
-            lua_rawget(L, idx);         /* [.., keys, value] */
-            enc_pair(e, key, lua_gettop(L), depth);
+            kt = lua_rawget(L, idx);    /* [.., keys, value] */
+            enc_pair(e, key, lua_type(L, key), base + (int)nrec, kt, depth);
             lua_pop(L, 1);
         }
         lua_settop(L, base - 1);
@@ -610,7 +612,8 @@ size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max,
     e.what = what != NULL ? what : "value";
     b->len = 0;
     b->type_off = b->type_len = 0;
-    enc_value(&e, lua_absindex(L, idx), 0);
+    idx = lua_absindex(L, idx);
+    enc_value(&e, idx, lua_type(L, idx), 0);
     if (max != 0 && b->len > max)
         luaL_error(L, "%s: message too large (%I bytes, limit %I)", e.what,
                    (lua_Integer)b->len, (lua_Integer)max);

@@ -41,16 +41,18 @@ void lcs_wbuf_free(lcs_wbuf *b);
  * expand exponentially).  With 'canonical' nonzero, table entries are
  * written in a sorted order so that equal tables give equal bytes in any
  * process (used for decided values; Lua's pairs() order differs between
- * processes).  Tables are read raw: metatables are neither sent nor
- * consulted, and no Lua code runs.  On error b's memory is still owned by
- * b; nothing leaks.  Returns b->len. */
+ * processes); the keys are sorted on the Lua stack, so a canonical table
+ * holds at most about a million keys.  Tables are read raw: metatables
+ * are neither sent nor consulted, and no Lua code runs.  On error b's
+ * memory is still owned by b; nothing leaks.  Returns b->len. */
 size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max,
                   int canonical, const char *what);
 
-/* If the value last encoded into b is a table with a string field "type",
- * set *type and *len to it (pointing into b->p, valid until b changes) and
- * return 1; else return 0.  O(1): lcs_encode records the position in
- * b->type_off/type_len while it writes the field. */
+/* If the value last encoded into b (by a successful lcs_encode) is a
+ * table with a string field "type", set *type and *len to it (pointing
+ * into b->p, valid until b changes) and return 1; else return 0.  O(1):
+ * lcs_encode records the position in b->type_off/type_len as it writes
+ * the field. */
 int lcs_encoded_type(const lcs_wbuf *b, const char **type, size_t *len);
 
 /* Push the value encoded in data[0..len).  Never crashes or loops on

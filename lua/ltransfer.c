@@ -40,6 +40,14 @@
  * leave half-copied tables in the memo.  A handler reading a skipped
  * global sees nil.
  *
+ * The value transferred (the root) is always copied, even when it is a
+ * loaded module itself, e.g. a protocol the scenario got from require.
+ *
+ * Cost.  Each call rebuilds the library map (some 150 entries with the
+ * standard libraries: about 15-25 us) and loads every function; dumping
+ * them again for each of 1000 nodes would double that, so
+ * lcs_transfer_cached keeps the dumps in a table of the caller's.
+ *
  * Limits.  Values are copies: a node that changes an upvalue table changes
  * its own copy only, and the main state sees nothing; that isolation is
  * the point (DESIGN.md, principle 1).  Userdata, light userdata, threads
@@ -416,9 +424,10 @@ static void copy(transfer *tr, int idx, const path *p)
         lua_pushvalue(T, T_GLOBALS);
         return;
     }
-    /* The root is copied even if it is a module; copying enters it in
-     * the memo over its mapping, so a cycle back to it finds the copy. */
-    if (p->up != NULL) {
+    /* The root is copied even if it is a module (unless it is a C
+     * function); copying enters it in the memo over its mapping, so a
+     * cycle back to it finds the copy. */
+    if (p->up != NULL || lua_iscfunction(F, idx)) {
         if (lua_rawgetp(T, T_MEMO, ptr) != LUA_TNIL)
             return;
         lua_pop(T, 1);

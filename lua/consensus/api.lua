@@ -32,6 +32,14 @@ return function(M)
 
   function M.status() return state.status end
 
+  -- Stop with a usage error (one line on stderr, exit status 2): for a
+  -- script that finds its own options wrong.
+  function M.usage_error(msg)
+    if state.hosted then cli.usage_error(msg) end
+    stderr:write("consensus-lua: ", tostring(msg), "\n")
+    os_exit(2)
+  end
+
   -- Exit the process with the worst status of the runs so far (useful at
   -- the end of a script run by the stock lua5.4 interpreter).
   function M.exit() os_exit(state.status) end
@@ -407,9 +415,11 @@ return function(M)
     elseif o.quiet then
       return self
     elseif fmt then
-      fmt(self)
-      -- A script's own format may not show the seed: say it aside.
-      stderr:write(format("seed %d; replay: %s\n", self.seed, self.replay))
+      -- A script's own format may not show the seed: unless it returns
+      -- true (it printed the seed itself), say it aside on stderr.
+      if not fmt(self) then
+        stderr:write(format("seed %d; replay: %s\n", self.seed, self.replay))
+      end
     else
       stdout:write(self:summary())
     end

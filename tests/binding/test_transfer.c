@@ -130,12 +130,16 @@ static void test_shared_upvalue_stays_shared(void **state)
     (void)state;
     load_proto(from,
         "local count = 0\n"
+        "function add_ten() count = count + 10 end\n"
         "local P = {}\n"
         "function P.inc() count = count + 1 end\n"
         "P.nested = { get = function() return count end }\n"
+        "function P.ten() add_ten() end\n"
         "return P");
     copy_ok(from, to);
-    run(to, "P.inc(); P.inc(); assert(P.nested.get() == 2)");
+    run(to, "P.inc(); P.inc(); assert(P.nested.get() == 2)\n"
+            "P.ten(); assert(P.nested.get() == 12)\n"
+            "add_ten(); assert(P.nested.get() == 22)");
     lua_close(from);
     lua_close(to);
 }
@@ -186,13 +190,14 @@ static void test_global_helpers_are_reachable(void **state)
     load_proto(from,
         "function helper(x) return x + 1 end\n"
         "N = 10\n"
-        "local P = {}\n"
+        "Shared = {}\n"
+        "local P = { shared = Shared }\n"
         "function P.f(x) return helper(x) + N end\n"
         "return P");
     copy_ok(from, to);
     run(to, "assert(P.f(1) == 12)\n"
             "assert(type(helper) == 'function' and N == 10)\n"
-            "assert(arg == nil)");
+            "assert(P.shared == Shared and arg == nil)");
     lua_close(from);
     lua_close(to);
 }
@@ -284,7 +289,8 @@ static void test_coroutine_field_fails_naming_it(void **state)
     load_proto(from, "return { [coroutine.create(print)] = 1 }");
     copy_fails(from, to, "Vote: key is a thread", NULL);
     lua_pop(from, 1);
-    load_proto(from, "return { x = setmetatable({}, { __index = io.stdout }) }");
+    load_proto(from, "return { x = setmetatable({},"
+                     " { __index = io.stdout }) }");
     copy_fails(from, to, "Vote.x: metatable.__index is a userdata", NULL);
     lua_close(from);
     lua_close(to);
@@ -539,6 +545,21 @@ static void test_cache_gives_the_same_copies(void **state)
     tos[0] = newstate();
     copy_into(from, tos, 1, -1);
     run(tos[0], "assert(P.f1() == 1)");
+    lua_close(tos[0]);
+    lua_pop(from, 1);                           /* [P] */
+    /* A failing copy through the cache leaves both stacks as they were. */
+    lua_newtable(from);                         /* [P, cache] */
+    tos[0] = newstate();
+    lua_pushinteger(tos[0], 1);
+    lua_getfield(from, -2, "f0");
+    lua_pushlightuserdata(from, from);
+    lua_setupvalue(from, -2, 1);                /* f0's 'state': now bad */
+    lua_pop(from, 1);
+    assert_int_equal(lcs_transfer_cached(from, -2, tos[0], "Vote", -1), 0);
+    assert_non_null(strstr(lua_tostring(from, -1), "light userdata"));
+    assert_int_equal(lua_gettop(from), 3);
+    assert_int_equal(lua_gettop(tos[0]), 1);
+    lua_pop(from, 2);
     lua_close(tos[0]);
     if (bench != NULL && *bench) {
         printf("transfer of 30 functions into %d states: uncached %.3f s "
