@@ -163,20 +163,28 @@ return function(M)
     s.threads = check_int(cfg.threads or o.threads or M._ncpu(), "threads", 1, 1024)
     s.until_ms = cfg.until_ms or o.until_ms
     s.slots = check_int(cfg.slots or 1, "slots", 0, nil)
+    -- The command line's network options override the script's.
     local net = cfg.network or {}
-    s.latency = M.latency(net.latency or 10)
-    s.loss = net.loss or 0
-    s.duplicate = net.duplicate or 0
+    s.latency = M.latency(o.latency or net.latency or 10)
+    s.loss = o.loss or net.loss or 0
+    s.duplicate = o.duplicate or net.duplicate or 0
+    s.budget = o.budget
     s.validity = cfg.validity ~= false
     s.strict = cfg.strict or o.strict or false
-    s.budget, s.memory, s.max_msg = cfg.budget, cfg.memory, cfg.max_msg
+    s.budget = cfg.budget or s.budget
+    s.memory, s.max_msg = cfg.memory, cfg.max_msg
     s.name = cfg.name
     s.protocols, s.byz, s.actions = {}, {}, {}
     return s
   end
 
-  -- The 'faulty' node ids the seed picks, sorted.
+  -- The faulty node ids: --byzantine's list, else the 'faulty' ids the
+  -- seed picks, sorted.
   function Sim:faulty_ids()
+    local o = M.options()
+    if type(o.byzantine) == "table" and self.faulty == o.faulty then
+      return o.byzantine
+    end
     return M._choose(self.seed, self.nodes, self.faulty)
   end
 
@@ -323,6 +331,18 @@ return function(M)
         error("run: no protocol for node " .. id .. "; call sim:spawn(protocol) first", 2)
       end
       protocols[id] = p
+    end
+    -- --attack NAME / --attacker FILE: the faulty nodes run an attacker
+    -- around their protocol.
+    local o = M.options()
+    if (o.attack or o.attacker) and not self.no_attack then
+      local attackers = require "consensus.attackers"
+      local make = attackers.from_options(o)
+      for _, id in ipairs(self:faulty_ids()) do
+        self.byz[id] = true
+        box:_byzantine(id)
+        protocols[id] = make(protocols[id], id)
+      end
     end
     local fns = {}
     for i, a in ipairs(self.actions) do

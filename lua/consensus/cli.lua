@@ -25,6 +25,13 @@ M.HOST = {
   { "threads", "N", "int", "worker threads (default: number of cores)", nil },
   { "rounds", "R", "int", "rounds (decisions per node) the script runs", 1 },
   { "until", "MS", "num", "end of virtual time, in ms", 60000 },
+  { "latency", "SPEC", "string", "network latency: 10, uniform:5:20, normal:10:2, exp:10 or pareto:5:1.5 (ms)" },
+  { "loss", "P", "num", "probability that a message is lost" },
+  { "duplicate", "P", "num", "probability that a message is delivered twice" },
+  { "attack", "NAME", "string", "the faulty nodes run this attacker library strategy" },
+  { "byzantine", "IDS", "string", "which nodes are faulty, e.g. 0,3 (default: chosen by the seed)" },
+  { "attacker", "FILE", "string", "the faulty nodes run the attacker hooks FILE returns" },
+  { "budget", "N", "int", "VM instructions one handler call may run", 50000000 },
   { "json", nil, "flag", "print one JSON object per run instead of the report" },
   { "quiet", nil, "flag", "print no report (the exit status still tells)" },
   { "strict", nil, "flag", "stop the run at the first handler error (exit 2)" },
@@ -143,6 +150,26 @@ function M.check(opts)
   end
   if opts["until"] ~= nil and opts["until"] <= 0 then
     M.usage_error("--until must be a positive number of ms")
+  end
+  for _, p in ipairs { "loss", "duplicate" } do
+    if opts[p] ~= nil and not (opts[p] >= 0 and opts[p] <= 1) then
+      M.usage_error(format("--%s must be a probability between 0 and 1", p))
+    end
+  end
+  if opts.budget ~= nil and opts.budget < 1000 then
+    M.usage_error("--budget must be at least 1000")
+  end
+  if type(opts.byzantine) == "string" then
+    local ids = {}
+    for item in opts.byzantine:gmatch("[^,]+") do
+      local id = tonumber(item)
+      if id == nil or math_type(id) ~= "integer" or id < 0 or (opts.nodes and id >= opts.nodes) then
+        M.usage_error(format("--byzantine: '%s' is not a node id (0..%d)", item, (opts.nodes or 1) - 1))
+      end
+      ids[#ids + 1] = id
+    end
+    opts.byzantine = ids
+    if opts.faulty == nil or opts.faulty < #ids then opts.faulty = #ids end
   end
 end
 

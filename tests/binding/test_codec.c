@@ -473,7 +473,8 @@ static const errcase errors[] = {
     { "return {['two words'] = {[1.5] = {[true] = {[-2] = {co ="
       " coroutine.create(print)}}}}}", 0,
       "msg[\"two words\"][1.5][true][-2].co: cannot send a thread" },
-    { "return {['a\"\\n'] = print}", 0, "msg[\"a??\"]: cannot send a function" },
+    { "return {['a\"\\n'] = print}", 0,
+      "msg[\"a??\"]: cannot send a function" },
     { "return {_x9 = {[string.rep('k ', 25)] = print}}", 0,
       "msg._x9[\"k k k k k k k k k k k k k k k k k k k k ...\"]: "
       "cannot send a function" },
