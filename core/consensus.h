@@ -38,7 +38,9 @@ enum {
     CS_ETIMEDOUT = -6,  /* a timed wait expired */
     CS_ESTOPPED = -7,   /* a run was stopped by a callback */
     CS_ETOOBIG = -8,    /* a message exceeds the size cap */
-    CS_ESTATE = -9      /* call not allowed in the object's state */
+    CS_ESTATE = -9,     /* call not allowed in the object's state */
+    CS_ECORRUPT = -10,  /* stored data failed its checksum */
+    CS_EIO = -11        /* a system I/O call failed (see the errno) */
 };
 
 /* A static English description of an error code; never NULL. */

@@ -20,8 +20,6 @@ void cs_panic_at(const char *file, int line, const char *what);
 #define cs_cond_signal(c) CS_ASSERT(pthread_cond_signal(c) == 0)
 #define cs_cond_broadcast(c) CS_ASSERT(pthread_cond_broadcast(c) == 0)
 
-#endif
-
 /* ------------------------------------------------------------ event heap */
 
 /* One pending event of a node.  Events are ordered by (at, src, seq): the
@@ -92,3 +90,5 @@ int cs__check_finish(cs_check *c, const unsigned char *want, uint32_t slots,
                      cs_time at);
 size_t cs__check_violations(const cs_check *c, const cs_violation **out);
 size_t cs__check_decisions(const cs_check *c, const cs_decision **out);
+
+#endif

@@ -73,6 +73,10 @@ typedef struct action {
 
 enum { PHASE_START, PHASE_WINDOW };
 
+/* Timer tags index a per-node array; past this the array would not fit
+ * (and doubling a uint32_t capacity would wrap to 0 and never end). */
+#define MAX_TAG 0x7fffffffu
+
 struct cs_sim {
     cs_sim_config cfg;
     cs_time lookahead;
@@ -324,7 +328,7 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     cs_event ev;
     int rc;
 
-    ev.at = n->now + delay;
+    ev.at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
     ev.seq = n->seq++;
     ev.src = from;
     ev.dst = to;
@@ -410,22 +414,27 @@ int cs_sim_set_timer(cs_sim *sim, uint32_t node, uint32_t tag, cs_time delay)
     cs_event ev;
     int rc;
 
-    if (node >= sim->cfg.nodes || delay < 0) {
+    if (node >= sim->cfg.nodes || delay < 0 || tag > MAX_TAG) {
         return CS_EINVAL;
     }
     n = &sim->nodes[node];
     if (tag >= n->ntgen && (rc = grow_tags(n, tag)) != CS_OK) {
+        note_err(sim, rc);
         return rc;
     }
-    /* A new generation makes any pending event of this tag stale. */
-    ev.at = n->now + delay;
+    /* A new generation makes any pending event of this tag stale.  A time
+     * past the end of time saturates: such a timer never fires. */
+    ev.at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
     ev.seq = n->seq++;
     ev.src = node;
     ev.dst = node;
     ev.tag = tag;
     ev.gen = ++n->tgen[tag];
     ev.msg = NULL;
-    return cs__heap_push(&n->heap, &ev);
+    if ((rc = cs__heap_push(&n->heap, &ev)) != CS_OK) {
+        note_err(sim, rc);
+    }
+    return rc;
 }
 
 int cs_sim_cancel_timer(cs_sim *sim, uint32_t node, uint32_t tag)
@@ -471,6 +480,7 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
     r.slot = slot;
     r.len = len;
     if ((r.data = cs_malloc(len)) == NULL) {
+        note_err(sim, CS_ENOMEM);
         return CS_ENOMEM;
     }
     if (len > 0) {
@@ -478,6 +488,7 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
     }
     if ((rc = vec_push(&n->recs, &r, sizeof r)) != CS_OK) {
         cs_free(r.data);
+        note_err(sim, rc);
     }
     return rc;
 }
@@ -735,11 +746,16 @@ static int barrier(cs_sim *sim)
             free_recs(&n->recs);
             continue;
         }
-        memcpy(sim->recbuf + nrec, n->recs.p, n->recs.len * sizeof(record));
+        if (n->recs.len > 0) {          /* recs.p may still be NULL */
+            memcpy(sim->recbuf + nrec, n->recs.p,
+                   n->recs.len * sizeof(record));
+        }
         nrec += n->recs.len;
         n->recs.len = 0;
     }
-    qsort(sim->recbuf, nrec, sizeof(record), rec_cmp);
+    if (nrec > 1) {                     /* recbuf is NULL after ENOMEM */
+        qsort(sim->recbuf, nrec, sizeof(record), rec_cmp);
+    }
     for (k = 0; k < nrec; k++) {
         record *r = &sim->recbuf[k];
         int honest;
@@ -811,6 +827,20 @@ static int run_actions_at(cs_sim *sim, cs_time t)
     return CS_OK;
 }
 
+/* Hand what actions did on behalf of nodes (sends, records) to the
+ * destination heaps and the checker now: a node with no event of its own
+ * is not in the next window's active list, and its outbox would wait. */
+static int flush_all(cs_sim *sim)
+{
+    uint32_t i;
+
+    sim->nactive = sim->cfg.nodes;
+    for (i = 0; i < sim->cfg.nodes; i++) {
+        sim->active[i] = i;
+    }
+    return barrier(sim);
+}
+
 static int loop(cs_sim *sim)
 {
     const cs_time until = sim->cfg.until;
@@ -855,7 +885,8 @@ static int loop(cs_sim *sim)
             if (sim->acts[0].at > until) {
                 return CS_OK;
             }
-            if ((rc = run_actions_at(sim, sim->acts[0].at)) != CS_OK) {
+            if ((rc = run_actions_at(sim, sim->acts[0].at)) != CS_OK ||
+                (rc = flush_all(sim)) != CS_OK) {
                 return rc;
             }
             continue;
@@ -863,11 +894,14 @@ static int loop(cs_sim *sim)
         if (t == CS_TIME_MAX || t > until) {
             return CS_OK;
         }
-        w = t + sim->lookahead;
+        /* 'until' may be CS_TIME_MAX ("forever"): neither t + lookahead
+         * nor until + 1 may overflow.  w > t >= 0, so w - 1 is safe. */
+        w = t > CS_TIME_MAX - sim->lookahead ? CS_TIME_MAX
+                                              : t + sim->lookahead;
         if (sim->nacts > 0 && sim->acts[0].at < w) {
             w = sim->acts[0].at;
         }
-        if (until + 1 < w) {
+        if (until < w - 1) {
             w = until + 1;
         }
         sim->wend = w;

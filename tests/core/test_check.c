@@ -351,7 +351,7 @@ static int plan_start(void *ud, cs_sim *sim, uint32_t node)
     return 0;
 }
 
-static cs_sim *plan_run(const plan *p, int validity, int byz3)
+static cs_sim *plan_run(const plan *p, int validity, int byz)
 {
     cs_sim_config cfg;
     cs_callbacks cb;
@@ -364,8 +364,8 @@ static cs_sim *plan_run(const plan *p, int validity, int byz3)
     cb.ud = (void *)p;
     cb.start = plan_start;
     assert_int_equal(cs_sim_new(&sim, &cfg), CS_OK);
-    if (byz3) {
-        assert_int_equal(cs_sim_set_byzantine(sim, 3, 1), CS_OK);
+    if (byz >= 0) {
+        assert_int_equal(cs_sim_set_byzantine(sim, (uint32_t)byz, 1), CS_OK);
     }
     assert_int_equal(cs_sim_run(sim, &cb), CS_OK);
     return sim;
@@ -379,14 +379,14 @@ static void test_sim_agreement_and_byzantine_exclusion(void **state)
 
     (void)state;
     /* Node 3 Byzantine: its "z" (and its proposal) do not count. */
-    sim = plan_run(&p, 1, 1);
+    sim = plan_run(&p, 1, 3);
     assert_int_equal(cs_sim_violations(sim, &v), 1);
     assert_int_equal(v[0].kind, CS_V_AGREEMENT);
     assert_int_equal(v[0].node, 2);
     assert_int_equal(v[0].other, 0);
     cs_sim_free(sim);
     /* Honest node 3: "z" breaks agreement as well, and is valid. */
-    sim = plan_run(&p, 1, 0);
+    sim = plan_run(&p, 1, -1);
     assert_int_equal(cs_sim_violations(sim, &v), 2);
     assert_int_equal(v[1].kind, CS_V_AGREEMENT);
     assert_int_equal(v[1].node, 3);
@@ -395,21 +395,27 @@ static void test_sim_agreement_and_byzantine_exclusion(void **state)
 
 static void test_sim_byzantine_proposal_does_not_validate(void **state)
 {
-    plan p = { { NULL, NULL, NULL, "w" }, { "w", "w", "w", "w" } };
+    /* Node 0 is Byzantine; its proposal is recorded before the others
+     * decide (same time, lower node), yet it validates nothing. */
+    plan p = { { "w", NULL, NULL, NULL }, { "w", "w", "w", "w" } };
     const cs_violation *v;
     cs_sim *sim;
     size_t i;
 
     (void)state;
-    sim = plan_run(&p, 1, 1);
+    sim = plan_run(&p, 1, 0);
     assert_int_equal(cs_sim_violations(sim, &v), 3);
     for (i = 0; i < 3; i++) {
         assert_int_equal(v[i].kind, CS_V_VALIDITY);
-        assert_int_equal(v[i].node, i);
+        assert_int_equal(v[i].node, i + 1);
     }
     cs_sim_free(sim);
-    /* The same run with validity disabled by the config: clean. */
-    sim = plan_run(&p, 0, 1);
+    /* Honest, the same proposal makes every decision valid. */
+    sim = plan_run(&p, 1, -1);
+    assert_int_equal(cs_sim_violations(sim, &v), 0);
+    cs_sim_free(sim);
+    /* Byzantine again, with validity disabled by the config: clean. */
+    sim = plan_run(&p, 0, 0);
     assert_int_equal(cs_sim_violations(sim, &v), 0);
     cs_sim_free(sim);
 }

@@ -114,6 +114,7 @@ static int decode(vmsg *m, const cs_msg *msg)
 typedef struct nodest {
     uint64_t h;                 /* digest of this node's callbacks */
     cs_time last;               /* time of the previous callback */
+    uint32_t last_src;          /* and its source (the node for timers) */
     unsigned calls, calls_after_fail;
     unsigned early, late, disorder, bad; /* what went wrong */
     unsigned votes[MAXR];
@@ -132,6 +133,7 @@ typedef struct proto {
     int emit;                   /* emit a record per decision and timer */
     int yield;                  /* sched_yield in callbacks */
     uint32_t fail_node;         /* this node fails on its first VOTE */
+    uint32_t fail_start;        /* this node fails in start */
     uint32_t stop_node;         /* this node calls cs_sim_stop ... */
     uint32_t stop_round;        /* ... when it decides this round */
     cs_msg *pre[3][MAXR];       /* prebuilt messages, or NULL */
@@ -150,13 +152,17 @@ static void proto_init(proto *p, uint32_t n, uint32_t rounds)
     p->n = n;
     p->rounds = rounds;
     p->fail_node = UINT32_MAX;
+    p->fail_start = UINT32_MAX;
     p->stop_node = UINT32_MAX;
     p->out_h = 0xcbf29ce484222325ULL;
     p->out_at = -1;
 }
 
+/* Events reach a node in (time, src, seq) order.  The callbacks see time
+ * and src; since no timer here has a zero delay (which could legitimately
+ * sort before the event that set it), (time, src) never decreases. */
 static void note_call(proto *p, cs_sim *sim, uint32_t node, int what,
-                      uint64_t arg, const cs_msg *msg)
+                      uint32_t src, uint64_t arg, const cs_msg *msg)
 {
     nodest *s = &p->st[node];
     cs_time now = cs_sim_now(sim, node);
@@ -166,10 +172,14 @@ static void note_call(proto *p, cs_sim *sim, uint32_t node, int what,
     if (s->failed) {
         s->calls_after_fail++;
     }
-    if (now < s->last) {
+    if (what == K_START) {
+        src = 0;                        /* before every event */
+    }
+    if (now < s->last || (now == s->last && src < s->last_src)) {
         s->disorder++;
     }
     s->last = now;
+    s->last_src = src;
     s->calls++;
     s->h = fnv_u64(s->h, (uint64_t)what);
     s->h = fnv_u64(s->h, node);
@@ -251,7 +261,11 @@ static int av_start(void *ud, cs_sim *sim, uint32_t node)
 {
     proto *p = ud;
 
-    note_call(p, sim, node, K_START, 0, NULL);
+    note_call(p, sim, node, K_START, 0, 0, NULL);
+    if (node == p->fail_start) {
+        p->st[node].failed = 1;
+        return 1;
+    }
     if (cs_sim_is_byzantine(sim, node)) {
         return 0;                       /* silent */
     }
@@ -273,7 +287,7 @@ static int av_message(void *ud, cs_sim *sim, uint32_t node, uint32_t from,
     cs_time now = cs_sim_now(sim, node);
     vmsg m;
 
-    note_call(p, sim, node, 100 + (int)from, from, msg);
+    note_call(p, sim, node, 100 + (int)from, from, from, msg);
     if (decode(&m, msg) != 0 || m.round >= p->rounds ||
         (m.sender != UINT32_MAX && m.sender != from)) {
         s->bad++;
@@ -292,7 +306,8 @@ static int av_message(void *ud, cs_sim *sim, uint32_t node, uint32_t from,
     }
     if (m.type == PROPOSE) {
         if (p->timers) {
-            cs_time d = (cs_time)cs_rng_below(cs_sim_rng(sim, node), 3000);
+            cs_time d = 1 + (cs_time)cs_rng_below(cs_sim_rng(sim, node),
+                                                  3000);
 
             if (cs_sim_set_timer(sim, node, 1, d) != CS_OK) {
                 return 1;
@@ -325,7 +340,7 @@ static int av_timer(void *ud, cs_sim *sim, uint32_t node, uint32_t tag)
 {
     proto *p = ud;
 
-    note_call(p, sim, node, K_TIMER, tag, NULL);
+    note_call(p, sim, node, K_TIMER, node, tag, NULL);
     return emit_rec(p, sim, node, K_TIMER) != CS_OK;
 }
 
@@ -767,6 +782,38 @@ static void test_failing_callback_marks_node_failed(void **state)
     }
 }
 
+static void test_failing_start_gets_no_events(void **state)
+{
+    static proto p;
+    cs_sim_config cfg;
+    const cs_violation *v;
+    cs_stats st;
+    cs_sim *sim;
+    uint32_t i;
+
+    (void)state;
+    /* Node 3 fails at start: it never votes, never hears a message, and
+     * the others (3 of 4 votes) still finish. */
+    av_config(&cfg, 4, 2);
+    cfg.expect_slots = 2;
+    proto_init(&p, 4, 2);
+    p.min_delay = L;
+    p.fail_start = 3;
+    sim = av_run(&p, &cfg, CS_OK);
+    assert_int_equal(cs_sim_node_failed(sim, 3), 1);
+    assert_int_equal(p.st[3].calls, 1);
+    assert_int_equal(p.st[3].calls_after_fail, 0);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(cs_sim_decided(sim, i), 2);
+    }
+    assert_int_equal(cs_sim_violations(sim, &v), 0);
+    /* Messages to node 3 were sent, and not delivered. */
+    cs_sim_stats(sim, &st);
+    assert_int_equal(st.sent, 2 * (4 + 3 * 4));
+    assert_int_equal(st.delivered, 2 * (3 + 3 * 3));
+    cs_sim_free(sim);
+}
+
 static void test_stop_when_decided_ends_run(void **state)
 {
     static proto p;
@@ -1057,6 +1104,89 @@ static void test_timers_fire_at_now_plus_delay(void **state)
         cs_sim_stats(sim, &st);
         assert_int_equal(st.timers, t.n - 1);
         assert_int_equal(st.end, L + 1);
+        cs_sim_free(sim);
+    }
+}
+
+/* "edge": every node's timer 1 fires at T = 1 ms; then nodes 0 and 1 send
+ * to node 2 (arriving at T + L) and node 2 sends to itself and sets timer
+ * 2 for T + L.  All four events share one time: node 2 must get them by
+ * (src, seq), the ones sent during the previous window included. */
+typedef struct elog {
+    uint32_t src[8];
+    cs_time at[8];
+    unsigned n;
+} elog;
+
+static int edge_start(void *ud, cs_sim *sim, uint32_t node)
+{
+    (void)ud;
+    return cs_sim_set_timer(sim, node, 1, 1000) != CS_OK;
+}
+
+static int edge_timer(void *ud, cs_sim *sim, uint32_t node, uint32_t tag)
+{
+    static const char b[1] = { 0 };
+    elog *e = ud;
+    cs_msg *m;
+    int rc = CS_OK;
+
+    if (tag == 2) {
+        e->src[e->n] = 100 + node;       /* the timer, sorted as src 2 */
+        e->at[e->n++] = cs_sim_now(sim, node);
+        return 0;
+    }
+    if (cs_msg_new(&m, b, 1, 0) != CS_OK) {
+        return 1;
+    }
+    rc = cs_sim_send(sim, node, 2, m);
+    cs_msg_unref(m);
+    if (rc == CS_OK && node == 2) {
+        rc = cs_sim_set_timer(sim, node, 2, L);
+    }
+    return rc != CS_OK;
+}
+
+static int edge_message(void *ud, cs_sim *sim, uint32_t node, uint32_t from,
+                        cs_msg *msg)
+{
+    elog *e = ud;
+
+    (void)msg;
+    if (node == 2 && e->n < 8) {
+        e->src[e->n] = from;
+        e->at[e->n++] = cs_sim_now(sim, node);
+    }
+    return 0;
+}
+
+static void test_same_time_events_in_src_seq_order(void **state)
+{
+    static const unsigned threads[] = { 1, 3 };
+    static const uint32_t want[] = { 0, 1, 2, 102 };
+    cs_callbacks cb;
+    cs_sim_config cfg;
+    cs_sim *sim;
+    elog e;
+    size_t k, i;
+
+    (void)state;
+    for (k = 0; k < 2; k++) {
+        memset(&e, 0, sizeof e);
+        memset(&cb, 0, sizeof cb);
+        cb.ud = &e;
+        cb.start = edge_start;
+        cb.timer = edge_timer;
+        cb.message = edge_message;
+        av_config(&cfg, 3, threads[k]);
+        cfg.stop_when_decided = 0;
+        assert_int_equal(cs_sim_new(&sim, &cfg), CS_OK);
+        assert_int_equal(cs_sim_run(sim, &cb), CS_OK);
+        assert_int_equal(e.n, 4);
+        for (i = 0; i < 4; i++) {
+            assert_int_equal(e.src[i], want[i]);
+            assert_int_equal(e.at[i], 1000 + L);
+        }
         cs_sim_free(sim);
     }
 }
@@ -1471,7 +1601,7 @@ static void test_sim_run_alloc_failure_returns_enomem(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_defaults),
@@ -1484,6 +1614,7 @@ int main(void)
         cmocka_unit_test(test_output_records_in_time_node_seq_order),
         cmocka_unit_test(test_runs_in_parallel_with_two_threads),
         cmocka_unit_test(test_failing_callback_marks_node_failed),
+        cmocka_unit_test(test_failing_start_gets_no_events),
         cmocka_unit_test(test_stop_when_decided_ends_run),
         cmocka_unit_test(test_until_ends_run_with_termination_violations),
         cmocka_unit_test(test_byzantine_excluded_from_termination),
@@ -1492,6 +1623,7 @@ int main(void)
         cmocka_unit_test(test_until_max_runs_until_no_event_is_left),
         cmocka_unit_test(test_timers_fire_at_now_plus_delay),
         cmocka_unit_test(test_timer_far_in_future_never_fires),
+        cmocka_unit_test(test_same_time_events_in_src_seq_order),
         cmocka_unit_test(test_actions_run_before_node_events_of_their_time),
         cmocka_unit_test(test_action_nonzero_stops_run),
         cmocka_unit_test(test_action_can_send_and_emit_for_a_node),
@@ -1499,5 +1631,9 @@ int main(void)
         cmocka_unit_test(test_sim_run_alloc_failure_returns_enomem),
     };
 
+    /* An optional argument selects tests by name pattern ("*timer*"). */
+    if (argc > 1) {
+        cmocka_set_test_filter(argv[1]);
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
