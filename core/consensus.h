@@ -180,7 +180,49 @@ typedef struct cs_sim_config {
     uint32_t expect_slots;      /* decisions each honest node must make */
     int stop_when_decided;      /* end the run once all honest decided */
     int check_validity;         /* decided values must have been proposed */
+    uint32_t inbox_cap;         /* messages pending per node; 0: no cap */
+    int overflow;               /* CS_OVERFLOW_*: what a full inbox does */
+    int trace;                  /* deliver cs_trace_rec to callbacks.trace */
 } cs_sim_config;
+
+/* What happens to a message that arrives at a full inbox (inbox_cap
+ * pending messages).  Decided at the window barrier, in (at, src, seq)
+ * order, so it is as deterministic as the rest. */
+enum {
+    CS_OVERFLOW_DROP_NEWEST = 0,    /* the arriving message is dropped */
+    CS_OVERFLOW_DROP_RANDOM,        /* a random one of the pending messages
+                                       and the arriving one is dropped */
+    CS_OVERFLOW_BLOCK               /* the arriving message waits outside the
+                                       inbox until there is room, then
+                                       arrives (later than it would have) */
+};
+
+/* One traced event.  Only with cfg.trace; delivered to callbacks.trace at
+ * window barriers in (at, node, seq) order.  'node' is the node the event
+ * happened at (the sender for CS_TR_SEND and drops at the sender), 'peer'
+ * the other end or CS_NO_NODE.  A message is identified by (src, id): the
+ * sender and its sequence number at send time; a duplicate has its own. */
+enum cs_trace_kind {
+    CS_TR_SEND = 1, CS_TR_DELIVER, CS_TR_DROP, CS_TR_DUPLICATE, CS_TR_TIMER,
+    CS_TR_CRASH, CS_TR_RESTART, CS_TR_PAUSE
+};
+enum cs_drop_reason {
+    CS_DROP_LOSS = 1, CS_DROP_PARTITION, CS_DROP_DOWN, CS_DROP_OVERFLOW
+};
+#define CS_NO_NODE UINT32_MAX
+
+typedef struct cs_trace_rec {
+    int kind;                   /* CS_TR_* */
+    cs_time at;
+    uint32_t node, peer;
+    uint32_t src;               /* message sender */
+    uint64_t id;                /* message id at its sender */
+    uint32_t msg_kind;          /* cs_msg_kind of the message */
+    uint32_t size;              /* payload bytes */
+    uint32_t tag;               /* timer tag */
+    int reason;                 /* CS_DROP_* */
+    cs_time arg;                /* send: delivery time; pause: duration */
+} cs_trace_rec;
 
 /* Fill 'cfg' with defaults: 4 nodes, seed 1, 1 thread, constant 10 ms
  * latency, no loss, until 60 s, one slot, stop when decided, validity
@@ -203,6 +245,14 @@ typedef struct cs_callbacks {
     int (*action)(void *ud, cs_sim *sim, uint64_t id);
     void (*output)(void *ud, cs_sim *sim, uint32_t node, cs_time at,
                    int kind, const void *data, size_t len);
+    /* At a barrier, on the cs_sim_run thread: node 'node' crashed (its
+     * embedder state may go; pending timers are void) or restarts (build
+     * a fresh state and run its start; nonzero marks it failed).  'flags'
+     * are the cs_sim_crash flags. */
+    void (*crash)(void *ud, cs_sim *sim, uint32_t node, int flags);
+    int (*restart)(void *ud, cs_sim *sim, uint32_t node);
+    /* With cfg.trace, each traced event, at barriers, in order. */
+    void (*trace)(void *ud, cs_sim *sim, const cs_trace_rec *rec);
 } cs_callbacks;
 
 /* A new simulation; the caller owns it.  CS_EINVAL for a bad config. */
@@ -228,6 +278,36 @@ int cs_sim_run(cs_sim *sim, const cs_callbacks *cb);
 /* Ask the run to stop at the next barrier.  Callable from any callback. */
 void cs_sim_stop(cs_sim *sim);
 
+/* ---- faults: before cs_sim_run or from an action (main thread) ---- */
+
+/* Split the network: group[i] is node i's group; messages between groups
+ * are dropped at send time.  NULL heals the partition.  CS_ENOMEM. */
+int cs_sim_partition(cs_sim *sim, const uint32_t *group);
+/* Drop every message from a node in 'from' to a node in 'to' (one way).
+ * Cuts accumulate until cs_sim_heal.  CS_EINVAL for a bad id. */
+int cs_sim_cut(cs_sim *sim, const uint32_t *from, size_t nfrom,
+               const uint32_t *to, size_t nto);
+/* End every partition and cut. */
+void cs_sim_heal(cs_sim *sim);
+/* Latency of the link from -> to, overriding the network's; NULL removes
+ * the override.  The lookahead becomes the smallest floor of all models. */
+int cs_sim_set_link(cs_sim *sim, uint32_t from, uint32_t to,
+                    const cs_latency *lat);
+
+/* Node faults, scheduled at virtual time 'at' (>= the current time); they
+ * take effect at a barrier, before node events of that time. */
+#define CS_CRASH_LOSE_UNSYNCED 1    /* passed to callbacks.crash */
+int cs_sim_crash(cs_sim *sim, uint32_t node, cs_time at, int flags);
+int cs_sim_restart(cs_sim *sim, uint32_t node, cs_time at);
+/* Stall 'node' from 'at' for 'dur': events due meanwhile wait until the end
+ * of the pause, then arrive in (src, seq) order. */
+int cs_sim_pause(cs_sim *sim, uint32_t node, cs_time at, cs_time dur);
+/* The node's clock: local = real + skew + drift * real.  Its timers run
+ * on local time (a delay d fires after d / (1 + drift) real time).
+ * drift > -1. */
+int cs_sim_set_clock(cs_sim *sim, uint32_t node, cs_time skew, double drift);
+int cs_sim_node_down(const cs_sim *sim, uint32_t node);
+
 /* ---- calls a node callback makes about its own node 'node' ---- */
 
 /* Send 'msg' from 'from' to 'to'.  The simulation takes its own references;
@@ -241,6 +321,8 @@ int cs_sim_set_timer(cs_sim *sim, uint32_t node, uint32_t tag, cs_time delay);
 int cs_sim_cancel_timer(cs_sim *sim, uint32_t node, uint32_t tag);
 /* Virtual time of the event the node is handling. */
 cs_time cs_sim_now(const cs_sim *sim, uint32_t node);
+/* The same on the node's own clock (see cs_sim_set_clock). */
+cs_time cs_sim_local_now(const cs_sim *sim, uint32_t node);
 /* The node's random stream. */
 cs_rng *cs_sim_rng(cs_sim *sim, uint32_t node);
 /* Record that 'node' proposed the value 'val' (opaque bytes the embedder
@@ -270,6 +352,10 @@ typedef struct cs_stats {
     uint64_t duplicated;
     uint64_t bytes;         /* payload bytes sent */
     uint64_t timers;        /* timer callbacks */
+    uint64_t dropped_partition; /* of 'dropped': cut by a partition */
+    uint64_t dropped_down;  /* of 'dropped': arrived at a crashed node */
+    uint64_t dropped_overflow; /* of 'dropped': arrived at a full inbox */
+    uint64_t crashes, restarts;
     uint64_t windows;       /* scheduler windows */
     cs_time end;            /* virtual time of the last event handled */
 } cs_stats;

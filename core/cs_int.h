@@ -50,6 +50,9 @@ int cs__heap_push(cs_heap *h, const cs_event *ev);
 /* Remove the smallest event into *out; the caller owns its reference.
  * The heap must not be empty. */
 void cs__heap_pop(cs_heap *h, cs_event *out);
+/* Remove the event at array index 'i' into *out (the caller owns its
+ * reference). */
+void cs__heap_remove(cs_heap *h, size_t i, cs_event *out);
 /* The smallest event, or NULL when empty. */
 static inline const cs_event *cs__heap_top(const cs_heap *h)
 {
@@ -90,5 +93,62 @@ int cs__check_finish(cs_check *c, const unsigned char *want, uint32_t slots,
                      cs_time at);
 size_t cs__check_violations(const cs_check *c, const cs_violation **out);
 size_t cs__check_decisions(const cs_check *c, const cs_decision **out);
+
+/* ---------------------------------------------------------------- faults */
+
+/* The network's fault state, kept sparse: one group id per node for a
+ * partition, a list of (from-set, to-set) bitmaps for one-way cuts, and a
+ * hash table of per-link latency overrides.  Written only by the main
+ * thread between windows; read by workers during windows. */
+typedef struct cs_cut {
+    uint64_t *from, *to;        /* bitmaps over node ids */
+} cs_cut;
+
+typedef struct cs_link {
+    uint64_t key;               /* from << 32 | to */
+    cs_latency lat;             /* kind < 0: removed */
+    int used;
+} cs_link;
+
+typedef struct cs_faults {
+    uint32_t n;
+    uint32_t *group;            /* NULL: no partition */
+    cs_cut *cuts;
+    size_t ncuts, capcuts;
+    cs_link *links;             /* open addressing, power-of-two size */
+    size_t nlinks, caplinks;
+} cs_faults;
+
+void cs__faults_init(cs_faults *f, uint32_t n);
+void cs__faults_fini(cs_faults *f);
+int cs__faults_partition(cs_faults *f, const uint32_t *group);
+int cs__faults_cut(cs_faults *f, const uint32_t *from, size_t nfrom,
+                   const uint32_t *to, size_t nto);
+void cs__faults_heal(cs_faults *f);
+int cs__faults_set_link(cs_faults *f, uint32_t from, uint32_t to,
+                        const cs_latency *lat);
+/* The link's own latency model, or NULL to use the network's. */
+const cs_latency *cs__faults_link(const cs_faults *f, uint32_t from,
+                                  uint32_t to);
+/* The smallest floor of the link overrides, or CS_TIME_MAX. */
+cs_time cs__faults_min_delay(const cs_faults *f);
+
+/* Nonzero when a partition or a cut drops messages from -> to.  O(cuts). */
+static inline int cs__faults_blocked(const cs_faults *f, uint32_t from,
+                                     uint32_t to)
+{
+    size_t i;
+
+    if (f->group != NULL && f->group[from] != f->group[to]) {
+        return 1;
+    }
+    for (i = 0; i < f->ncuts; i++) {
+        if ((f->cuts[i].from[from / 64] >> (from % 64) & 1) &&
+            (f->cuts[i].to[to / 64] >> (to % 64) & 1)) {
+            return 1;
+        }
+    }
+    return 0;
+}
 
 #endif

@@ -33,7 +33,11 @@ typedef struct cs_log cs_log;
 #define CS_LOG_NOSYNC 0x8       /* track sync points as the mode says but
                                    never call fsync: acknowledged survives
                                    a process crash and drop_unsynced, not
-                                   a host crash.  For fast simulations. */
+                                   a host crash.  For fast simulations.
+                                   The directory entry of a file it
+                                   creates is not synced either, and a
+                                   later syncing open of the file, once
+                                   it has records, does not do it. */
 
 /* Largest payload of one record; cs_log_append fails with CS_ETOOBIG
  * above it, and recovery treats a larger length field as damage. */

@@ -58,13 +58,30 @@ int cs__heap_push(cs_heap *h, const cs_event *ev)
 
 void cs__heap_pop(cs_heap *h, cs_event *out)
 {
-    size_t i = 0, child;
+    cs__heap_remove(h, 0, out);
+}
+
+void cs__heap_remove(cs_heap *h, size_t i, cs_event *out)
+{
+    size_t child, parent;
     cs_event last;
 
-    CS_ASSERT(h->len > 0);
-    *out = h->ev[0];
+    CS_ASSERT(i < h->len);
+    *out = h->ev[i];
     last = h->ev[--h->len];
-    /* Sift the last element down from the root. */
+    if (i == h->len) {
+        return;                 /* removed the last slot itself */
+    }
+    /* The moved element may belong above the hole (when i > 0) ... */
+    while (i > 0) {
+        parent = (i - 1) / 2;
+        if (!cs__event_less(&last, &h->ev[parent])) {
+            break;
+        }
+        h->ev[i] = h->ev[parent];
+        i = parent;
+    }
+    /* ... or below it. */
     for (;;) {
         child = 2 * i + 1;
         if (child >= h->len) {
@@ -80,7 +97,5 @@ void cs__heap_pop(cs_heap *h, cs_event *out)
         h->ev[i] = h->ev[child];
         i = child;
     }
-    if (h->len > 0) {
-        h->ev[i] = last;
-    }
+    h->ev[i] = last;
 }

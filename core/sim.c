@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT };
+enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT, REC_TRACE };
 
 typedef struct record {
     cs_time at;
@@ -45,6 +45,7 @@ typedef struct record {
     int64_t slot;
     size_t len;
     void *data;         /* owned */
+    cs_trace_rec tr;    /* REC_TRACE */
 } record;
 
 typedef struct vec {
@@ -61,14 +62,26 @@ typedef struct node_rt {
     uint32_t ntgen;
     vec outbox;             /* cs_event, dst set */
     vec recs;               /* record */
+    vec blocked;            /* cs_event waiting for inbox room (BLOCK) */
+    uint32_t inbox;         /* messages pending in 'heap' */
+    cs_time paused_until;   /* events before this wait for it */
+    cs_time skew;           /* local clock = now + skew + drift * now */
+    double drift;
+    cs_rng brng;            /* the barrier's draws for this node */
     cs_stats st;            /* this node's share of the counters */
-    unsigned char byz, failed, active;
+    unsigned char byz, failed, down;
 } node_rt;
+
+enum { ACT_USER, ACT_CRASH, ACT_RESTART, ACT_PAUSE };
 
 typedef struct action {
     cs_time at;
     uint64_t seq;
-    uint64_t id;
+    uint64_t id;            /* ACT_USER: the embedder's id */
+    int type;               /* ACT_* */
+    uint32_t node;
+    int flags;
+    cs_time arg;            /* ACT_PAUSE: duration */
 } action;
 
 enum { PHASE_START, PHASE_WINDOW };
@@ -88,6 +101,8 @@ struct cs_sim {
     atomic_int stop;
     atomic_int err;         /* first CS_ENOMEM seen by a worker */
     int running;
+    cs_faults faults;
+    size_t nblocked;        /* events in all 'blocked' lists */
 
     /* the current phase, set by the main thread before a round */
     const cs_callbacks *cb;
@@ -108,6 +123,7 @@ struct cs_sim {
 
     record *recbuf;         /* barrier scratch */
     size_t caprec;
+    vec extra;              /* records made at the barrier itself */
     cs_time end;
 };
 
@@ -210,7 +226,11 @@ int cs_sim_new(cs_sim **out, const cs_sim_config *cfg)
     for (i = 0; i < cfg->nodes; i++) {
         cs__heap_init(&sim->nodes[i].heap);
         cs_rng_init(&sim->nodes[i].rng, cfg->seed, i);
+        /* A stream of its own: barrier draws must not shift the node's. */
+        cs_rng_init(&sim->nodes[i].brng, cfg->seed,
+                    UINT64_C(0xb0000000000) + i);
     }
+    cs__faults_init(&sim->faults, cfg->nodes);
     rc = cs__check_new(&sim->check, cfg->nodes, cfg->check_validity);
     if (rc != CS_OK) {
         cs_sim_free(sim);
@@ -256,12 +276,17 @@ void cs_sim_free(cs_sim *sim)
 
             cs__heap_fini(&n->heap);
             free_outbox(&n->outbox);
+            free_outbox(&n->blocked);
             free_recs(&n->recs);
             cs_free(n->outbox.p);
+            cs_free(n->blocked.p);
             cs_free(n->recs.p);
             cs_free(n->tgen);
         }
     }
+    free_recs(&sim->extra);
+    cs_free(sim->extra.p);
+    cs__faults_fini(&sim->faults);
     cs__check_free(sim->check);
     cs_free(sim->nodes);
     cs_free(sim->active);
@@ -284,14 +309,12 @@ int cs_sim_is_byzantine(const cs_sim *sim, uint32_t node)
     return node < sim->cfg.nodes && sim->nodes[node].byz;
 }
 
-int cs_sim_at(cs_sim *sim, cs_time t, uint64_t id)
+static int push_action(cs_sim *sim, const action *act)
 {
-    action a = { t, sim->act_seq++, id };
+    action a = *act;
     size_t i, parent;
 
-    if (t < 0) {
-        return CS_EINVAL;
-    }
+    a.seq = sim->act_seq++;
     if (sim->nacts == sim->capacts) {
         size_t ncap = sim->capacts ? sim->capacts * 2 : 16;
         action *na = cs_realloc(sim->acts, ncap * sizeof *na);
@@ -315,6 +338,97 @@ int cs_sim_at(cs_sim *sim, cs_time t, uint64_t id)
     return CS_OK;
 }
 
+int cs_sim_at(cs_sim *sim, cs_time t, uint64_t id)
+{
+    action a = { t, 0, id, ACT_USER, 0, 0, 0 };
+
+    return t < 0 ? CS_EINVAL : push_action(sim, &a);
+}
+
+static int node_action(cs_sim *sim, int type, uint32_t node, cs_time at,
+                       int flags, cs_time arg)
+{
+    action a = { at, 0, 0, type, node, flags, arg };
+
+    if (node >= sim->cfg.nodes || at < 0 || arg < 0) {
+        return CS_EINVAL;
+    }
+    return push_action(sim, &a);
+}
+
+int cs_sim_crash(cs_sim *sim, uint32_t node, cs_time at, int flags)
+{
+    return node_action(sim, ACT_CRASH, node, at, flags, 0);
+}
+
+int cs_sim_restart(cs_sim *sim, uint32_t node, cs_time at)
+{
+    return node_action(sim, ACT_RESTART, node, at, 0, 0);
+}
+
+int cs_sim_pause(cs_sim *sim, uint32_t node, cs_time at, cs_time dur)
+{
+    return node_action(sim, ACT_PAUSE, node, at, 0, dur);
+}
+
+int cs_sim_set_clock(cs_sim *sim, uint32_t node, cs_time skew, double drift)
+{
+    if (node >= sim->cfg.nodes || !(drift > -1.0 && drift < 1e6)) {
+        return CS_EINVAL;
+    }
+    sim->nodes[node].skew = skew;
+    sim->nodes[node].drift = drift;
+    return CS_OK;
+}
+
+int cs_sim_node_down(const cs_sim *sim, uint32_t node)
+{
+    return node < sim->cfg.nodes && sim->nodes[node].down;
+}
+
+/* The lookahead: the smallest delay any model in force can draw. */
+static void update_lookahead(cs_sim *sim)
+{
+    cs_time l = cs_net_min_delay(&sim->cfg.net);
+    cs_time links = cs__faults_min_delay(&sim->faults);
+
+    sim->lookahead = links < l ? links : l;
+}
+
+int cs_sim_partition(cs_sim *sim, const uint32_t *group)
+{
+    return cs__faults_partition(&sim->faults, group);
+}
+
+int cs_sim_cut(cs_sim *sim, const uint32_t *from, size_t nfrom,
+               const uint32_t *to, size_t nto)
+{
+    return cs__faults_cut(&sim->faults, from, nfrom, to, nto);
+}
+
+void cs_sim_heal(cs_sim *sim)
+{
+    cs__faults_heal(&sim->faults);
+}
+
+int cs_sim_set_link(cs_sim *sim, uint32_t from, uint32_t to,
+                    const cs_latency *lat)
+{
+    int rc;
+
+    if (lat != NULL) {
+        cs_net_config one = { *lat, 0, 0 };
+
+        if (cs_net_validate(&one) != CS_OK) {
+            return CS_EINVAL;
+        }
+    }
+    if ((rc = cs__faults_set_link(&sim->faults, from, to, lat)) == CS_OK) {
+        update_lookahead(sim);
+    }
+    return rc;
+}
+
 void cs_sim_stop(cs_sim *sim)
 {
     atomic_store(&sim->stop, 1);
@@ -322,8 +436,46 @@ void cs_sim_stop(cs_sim *sim)
 
 /* ------------------------------------------------------ node-side calls */
 
+/* Record a trace event for 'node' (only with cfg.trace). */
+static void trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
+                  uint64_t seq, const cs_trace_rec *tr)
+{
+    record r;
+    int rc;
+
+    memset(&r, 0, sizeof r);
+    r.at = at;
+    r.seq = seq;
+    r.node = node;
+    r.type = REC_TRACE;
+    r.tr = *tr;
+    r.tr.at = at;
+    r.tr.node = node;
+    if ((rc = vec_push(into, &r, sizeof r)) != CS_OK) {
+        note_err(sim, rc);
+    }
+}
+
+static void trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
+                      uint32_t peer, uint32_t src, uint64_t id,
+                      const cs_msg *msg, int reason, cs_time arg)
+{
+    cs_trace_rec tr;
+
+    memset(&tr, 0, sizeof tr);
+    tr.kind = kind;
+    tr.peer = peer;
+    tr.src = src;
+    tr.id = id;
+    tr.msg_kind = cs_msg_kind(msg);
+    tr.size = (uint32_t)cs_msg_len(msg);
+    tr.reason = reason;
+    tr.arg = arg;
+    trace(sim, &n->recs, node, n->now, n->seq++, &tr);
+}
+
 static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
-                    cs_msg *msg, cs_time delay)
+                    cs_msg *msg, cs_time delay, int kind)
 {
     cs_event ev;
     int rc;
@@ -338,8 +490,40 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     if ((rc = vec_push(&n->outbox, &ev, sizeof ev)) != CS_OK) {
         cs_msg_unref(msg);
         note_err(sim, rc);
+        return rc;
+    }
+    if (sim->cfg.trace) {
+        trace_msg(sim, n, from, kind, to, from, ev.seq, msg, 0, ev.at);
     }
     return rc;
+}
+
+static cs_time draw_delay(cs_sim *sim, node_rt *n, uint32_t from,
+                          uint32_t to)
+{
+    const cs_latency *lat = cs__faults_link(&sim->faults, from, to);
+
+    if (lat != NULL) {
+        cs_net_config one = { *lat, 0, 0 };
+
+        return cs_net_delay(&one, &n->rng);
+    }
+    return cs_net_delay(&sim->cfg.net, &n->rng);
+}
+
+/* A message that never leaves: counted, traced with its reason. */
+static void drop_at_send(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
+                         const cs_msg *msg, int reason)
+{
+    n->st.dropped++;
+    if (reason == CS_DROP_PARTITION) {
+        n->st.dropped_partition++;
+    }
+    if (sim->cfg.trace) {
+        uint64_t id = n->seq;
+
+        trace_msg(sim, n, from, CS_TR_DROP, to, from, id, msg, reason, 0);
+    }
 }
 
 int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
@@ -356,19 +540,23 @@ int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
     n->st.bytes += cs_msg_len(msg);
     /* The draws happen in a fixed order per message, so the stream stays
      * aligned whatever the outcome. */
-    if (sim->cfg.net.loss > 0 && cs_rng_double(&n->rng) < sim->cfg.net.loss) {
-        n->st.dropped++;
+    if (cs__faults_blocked(&sim->faults, from, to)) {
+        drop_at_send(sim, n, from, to, msg, CS_DROP_PARTITION);
         return CS_OK;
     }
-    delay = cs_net_delay(&sim->cfg.net, &n->rng);
-    if ((rc = push_out(sim, n, from, to, msg, delay)) != CS_OK) {
+    if (sim->cfg.net.loss > 0 && cs_rng_double(&n->rng) < sim->cfg.net.loss) {
+        drop_at_send(sim, n, from, to, msg, CS_DROP_LOSS);
+        return CS_OK;
+    }
+    delay = draw_delay(sim, n, from, to);
+    if ((rc = push_out(sim, n, from, to, msg, delay, CS_TR_SEND)) != CS_OK) {
         return rc;
     }
     if (sim->cfg.net.duplicate > 0 &&
         cs_rng_double(&n->rng) < sim->cfg.net.duplicate) {
         n->st.duplicated++;
-        delay = cs_net_delay(&sim->cfg.net, &n->rng);
-        return push_out(sim, n, from, to, msg, delay);
+        delay = draw_delay(sim, n, from, to);
+        return push_out(sim, n, from, to, msg, delay, CS_TR_DUPLICATE);
     }
     return CS_OK;
 }
@@ -422,6 +610,12 @@ int cs_sim_set_timer(cs_sim *sim, uint32_t node, uint32_t tag, cs_time delay)
         note_err(sim, rc);
         return rc;
     }
+    if (n->drift != 0.0) {
+        /* The delay is on the node's clock; convert it to real time. */
+        double real = (double)delay / (1.0 + n->drift);
+
+        delay = real >= 9.0e18 ? CS_TIME_MAX : (cs_time)(real + 0.5);
+    }
     /* A new generation makes any pending event of this tag stale.  A time
      * past the end of time saturates: such a timer never fires. */
     ev.at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
@@ -454,6 +648,17 @@ int cs_sim_cancel_timer(cs_sim *sim, uint32_t node, uint32_t tag)
 cs_time cs_sim_now(const cs_sim *sim, uint32_t node)
 {
     return node < sim->cfg.nodes ? sim->nodes[node].now : 0;
+}
+
+cs_time cs_sim_local_now(const cs_sim *sim, uint32_t node)
+{
+    const node_rt *n;
+
+    if (node >= sim->cfg.nodes) {
+        return 0;
+    }
+    n = &sim->nodes[node];
+    return n->now + n->skew + (cs_time)(n->drift * (double)n->now);
 }
 
 cs_rng *cs_sim_rng(cs_sim *sim, uint32_t node)
@@ -551,21 +756,60 @@ static void run_node(cs_sim *sim, uint32_t id)
     }
     while (n->heap.len > 0 && cs__heap_top(&n->heap)->at < sim->wend) {
         cs__heap_pop(&n->heap, &ev);
-        if (n->failed) {
-            cs_msg_unref(ev.msg);   /* a failed node handles nothing */
+        if (ev.msg != NULL) {
+            n->inbox--;
+        }
+        if (ev.at < n->paused_until) {
+            /* A stalled node: the event waits for the end of the pause.
+             * Its own heap, so pushing from this worker is safe. */
+            ev.at = n->paused_until;
+            if ((rc = cs__heap_push(&n->heap, &ev)) != CS_OK) {
+                note_err(sim, rc);
+                cs_msg_unref(ev.msg);
+            } else if (ev.msg != NULL) {
+                n->inbox++;
+            }
             continue;
         }
         if (ev.msg != NULL) {
             n->now = ev.at;
+            if (n->down) {
+                n->st.dropped++;
+                n->st.dropped_down++;
+                if (sim->cfg.trace) {
+                    trace_msg(sim, n, id, CS_TR_DROP, ev.src, ev.src, ev.seq,
+                              ev.msg, CS_DROP_DOWN, 0);
+                }
+                cs_msg_unref(ev.msg);
+                continue;
+            }
+            if (n->failed) {
+                cs_msg_unref(ev.msg);   /* a failed node handles nothing */
+                continue;
+            }
             n->st.delivered++;
+            if (sim->cfg.trace) {
+                trace_msg(sim, n, id, CS_TR_DELIVER, ev.src, ev.src, ev.seq,
+                          ev.msg, 0, 0);
+            }
             rc = cb->message != NULL
                      ? cb->message(cb->ud, sim, id, ev.src, ev.msg)
                      : 0;
             cs_msg_unref(ev.msg);
-        } else if (ev.tag < n->ntgen && ev.gen == n->tgen[ev.tag]) {
+        } else if (ev.tag < n->ntgen && ev.gen == n->tgen[ev.tag] &&
+                   !n->failed && !n->down) {
             n->now = ev.at;
             n->tgen[ev.tag]++;      /* fired: no longer pending */
             n->st.timers++;
+            if (sim->cfg.trace) {
+                cs_trace_rec tr;
+
+                memset(&tr, 0, sizeof tr);
+                tr.kind = CS_TR_TIMER;
+                tr.peer = CS_NO_NODE;
+                tr.tag = ev.tag;
+                trace(sim, &n->recs, id, n->now, n->seq++, &tr);
+            }
             rc = cb->timer != NULL ? cb->timer(cb->ud, sim, id, ev.tag) : 0;
         } else {
             continue;               /* a cancelled or replaced timer */
@@ -699,12 +943,170 @@ static int rec_cmp(const void *pa, const void *pb)
     return a->seq < b->seq ? -1 : (a->seq > b->seq);
 }
 
+/* A message dropped at a full inbox, decided at the barrier: stamped with
+ * the last instant of the window it was sent in, so the trace stays in
+ * time order. */
+static void drop_overflow(cs_sim *sim, cs_event *ev)
+{
+    node_rt *d = &sim->nodes[ev->dst];
+
+    d->st.dropped++;
+    d->st.dropped_overflow++;
+    if (sim->cfg.trace) {
+        cs_trace_rec tr;
+
+        memset(&tr, 0, sizeof tr);
+        tr.kind = CS_TR_DROP;
+        tr.peer = ev->src;
+        tr.src = ev->src;
+        tr.id = ev->seq;
+        tr.msg_kind = cs_msg_kind(ev->msg);
+        tr.size = (uint32_t)cs_msg_len(ev->msg);
+        tr.reason = CS_DROP_OVERFLOW;
+        trace(sim, &sim->extra, ev->dst, sim->wend - 1, d->seq++, &tr);
+    }
+    cs_msg_unref(ev->msg);
+}
+
+static int push_inbox(node_rt *d, cs_event *ev)
+{
+    int rc = cs__heap_push(&d->heap, ev);
+
+    if (rc == CS_OK) {
+        d->inbox++;
+    } else {
+        cs_msg_unref(ev->msg);
+    }
+    return rc;
+}
+
+/* Hand one sent message (its reference with it) to its destination,
+ * applying the inbox cap.  Main thread, at a barrier. */
+static int offer(cs_sim *sim, cs_event *ev)
+{
+    node_rt *d = &sim->nodes[ev->dst];
+    cs_event victim;
+    uint64_t k;
+    size_t i;
+    int rc;
+
+    if (sim->cfg.inbox_cap == 0 || d->inbox < sim->cfg.inbox_cap) {
+        return push_inbox(d, ev);
+    }
+    switch (sim->cfg.overflow) {
+    case CS_OVERFLOW_BLOCK:
+        if ((rc = vec_push(&d->blocked, ev, sizeof *ev)) != CS_OK) {
+            cs_msg_unref(ev->msg);
+            return rc;
+        }
+        sim->nblocked++;
+        return CS_OK;
+    case CS_OVERFLOW_DROP_RANDOM:
+        /* One of the pending messages or the new one, uniformly. */
+        k = cs_rng_below(&d->brng, (uint64_t)d->inbox + 1);
+        for (i = 0; k < d->inbox && i < d->heap.len; i++) {
+            if (d->heap.ev[i].msg != NULL && k-- == 0) {
+                cs__heap_remove(&d->heap, i, &victim);
+                d->inbox--;
+                drop_overflow(sim, &victim);
+                return push_inbox(d, ev);
+            }
+        }
+        drop_overflow(sim, ev);     /* the new one was drawn */
+        return CS_OK;
+    default:
+        drop_overflow(sim, ev);
+        return CS_OK;
+    }
+}
+
+/* Under CS_OVERFLOW_BLOCK, let waiting messages in as room appears, the
+ * earliest (at, src, seq) first, arriving no earlier than the next
+ * window. */
+static int unblock(cs_sim *sim)
+{
+    uint32_t i;
+    int rc = CS_OK;
+
+    for (i = 0; i < sim->cfg.nodes && sim->nblocked > 0; i++) {
+        node_rt *d = &sim->nodes[i];
+        cs_event *b = d->blocked.p;
+
+        while (d->blocked.len > 0 && d->inbox < sim->cfg.inbox_cap) {
+            size_t j, best = 0;
+            cs_event ev;
+
+            for (j = 1; j < d->blocked.len; j++) {
+                if (cs__event_less(&b[j], &b[best])) {
+                    best = j;
+                }
+            }
+            ev = b[best];
+            b[best] = b[--d->blocked.len];
+            sim->nblocked--;
+            if (ev.at < sim->wend) {
+                ev.at = sim->wend;
+            }
+            if (rc == CS_OK) {
+                rc = push_inbox(d, &ev);
+            } else {
+                cs_msg_unref(ev.msg);
+            }
+        }
+    }
+    return rc;
+}
+
+static int append_recs(cs_sim *sim, vec *v, size_t *nrec, int ok)
+{
+    if (!ok) {
+        free_recs(v);
+        return 0;
+    }
+    if (v->len > 0) {                   /* v->p may still be NULL */
+        memcpy(sim->recbuf + *nrec, v->p, v->len * sizeof(record));
+    }
+    *nrec += v->len;
+    v->len = 0;
+    return 1;
+}
+
+static int dispatch(cs_sim *sim, record *r)
+{
+    uint32_t id = r->node;
+    int honest = id < sim->cfg.nodes && !sim->nodes[id].byz;
+
+    switch (r->type) {
+    case REC_PROPOSE:
+    case REC_PROPOSE_ANY:
+        if (honest) {
+            return cs__check_propose(sim->check, r->slot,
+                                     r->type == REC_PROPOSE_ANY, r->data,
+                                     r->len);
+        }
+        return CS_OK;
+    case REC_DECIDE:
+        return cs__check_decide(sim->check, id, honest, r->slot, r->at,
+                                r->data, r->len);
+    case REC_TRACE:
+        if (sim->cb->trace != NULL) {
+            sim->cb->trace(sim->cb->ud, sim, &r->tr);
+        }
+        return CS_OK;
+    default:
+        if (sim->cb->output != NULL) {
+            sim->cb->output(sim->cb->ud, sim, id, r->at, r->kind, r->data,
+                            r->len);
+        }
+        return CS_OK;
+    }
+}
+
 /* Move sends into destination heaps and hand the window's records to the
  * checker and the embedder, in (at, node, seq) order.  Main thread. */
 static int barrier(cs_sim *sim)
 {
-    size_t k, j, nrec = 0;
-    uint32_t id;
+    size_t k, j, nrec;
     int rc = CS_OK;
 
     for (k = 0; k < sim->nactive; k++) {
@@ -713,17 +1115,22 @@ static int barrier(cs_sim *sim)
 
         for (j = 0; j < n->outbox.len; j++) {
             if (rc == CS_OK) {
-                rc = cs__heap_push(&sim->nodes[ev[j].dst].heap, &ev[j]);
-            }
-            if (rc != CS_OK) {
+                rc = offer(sim, &ev[j]);
+            } else {
                 cs_msg_unref(ev[j].msg);
             }
         }
         n->outbox.len = 0;
-        nrec += n->recs.len;
         if (n->now > sim->end) {
             sim->end = n->now;
         }
+    }
+    if (rc == CS_OK && sim->nblocked > 0) {
+        rc = unblock(sim);
+    }
+    nrec = sim->extra.len;
+    for (k = 0; k < sim->nactive; k++) {
+        nrec += sim->nodes[sim->active[k]].recs.len;
     }
     if (nrec == 0) {
         return rc;
@@ -740,51 +1147,18 @@ static int barrier(cs_sim *sim)
     }
     nrec = 0;
     for (k = 0; k < sim->nactive; k++) {
-        node_rt *n = &sim->nodes[sim->active[k]];
-
-        if (rc != CS_OK) {
-            free_recs(&n->recs);
-            continue;
-        }
-        if (n->recs.len > 0) {          /* recs.p may still be NULL */
-            memcpy(sim->recbuf + nrec, n->recs.p,
-                   n->recs.len * sizeof(record));
-        }
-        nrec += n->recs.len;
-        n->recs.len = 0;
+        append_recs(sim, &sim->nodes[sim->active[k]].recs, &nrec,
+                    rc == CS_OK);
     }
+    append_recs(sim, &sim->extra, &nrec, rc == CS_OK);
     if (nrec > 1) {                     /* recbuf is NULL after ENOMEM */
         qsort(sim->recbuf, nrec, sizeof(record), rec_cmp);
     }
     for (k = 0; k < nrec; k++) {
-        record *r = &sim->recbuf[k];
-        int honest;
-
-        id = r->node;
-        honest = !sim->nodes[id].byz;
         if (rc == CS_OK) {
-            switch (r->type) {
-            case REC_PROPOSE:
-            case REC_PROPOSE_ANY:
-                if (honest) {
-                    rc = cs__check_propose(sim->check, r->slot,
-                                           r->type == REC_PROPOSE_ANY,
-                                           r->data, r->len);
-                }
-                break;
-            case REC_DECIDE:
-                rc = cs__check_decide(sim->check, id, honest, r->slot, r->at,
-                                      r->data, r->len);
-                break;
-            default:
-                if (sim->cb->output != NULL) {
-                    sim->cb->output(sim->cb->ud, sim, id, r->at, r->kind,
-                                    r->data, r->len);
-                }
-                break;
-            }
+            rc = dispatch(sim, &sim->recbuf[k]);
         }
-        cs_free(r->data);
+        cs_free(sim->recbuf[k].data);
     }
     return rc;
 }
@@ -797,7 +1171,7 @@ static int all_decided(const cs_sim *sim)
     for (i = 0; i < sim->cfg.nodes; i++) {
         const node_rt *n = &sim->nodes[i];
 
-        if (!n->byz && !n->failed &&
+        if (!n->byz && !n->failed && !n->down &&
             cs__check_decided(sim->check, i) < sim->cfg.expect_slots) {
             return 0;
         }
@@ -807,20 +1181,86 @@ static int all_decided(const cs_sim *sim)
 
 /* ------------------------------------------------------------- the run */
 
+static void trace_node(cs_sim *sim, uint32_t node, int kind, cs_time arg)
+{
+    node_rt *n = &sim->nodes[node];
+    cs_trace_rec tr;
+
+    if (!sim->cfg.trace) {
+        return;
+    }
+    memset(&tr, 0, sizeof tr);
+    tr.kind = kind;
+    tr.peer = CS_NO_NODE;
+    tr.arg = arg;
+    trace(sim, &sim->extra, node, n->now, n->seq++, &tr);
+}
+
+/* A node fault taking effect.  Main thread, workers idle. */
+static int node_fault(cs_sim *sim, const action *a)
+{
+    const cs_callbacks *cb = sim->cb;
+    node_rt *n = &sim->nodes[a->node];
+    uint32_t t;
+
+    switch (a->type) {
+    case ACT_CRASH:
+        if (n->down) {
+            return CS_OK;
+        }
+        n->down = 1;
+        n->paused_until = 0;
+        n->st.crashes++;
+        /* Every pending timer dies with the process. */
+        for (t = 0; t < n->ntgen; t++) {
+            n->tgen[t]++;
+        }
+        trace_node(sim, a->node, CS_TR_CRASH, 0);
+        if (cb->crash != NULL) {
+            cb->crash(cb->ud, sim, a->node, a->flags);
+        }
+        return CS_OK;
+    case ACT_RESTART:
+        if (!n->down) {
+            return CS_OK;
+        }
+        n->down = 0;
+        n->failed = 0;
+        n->st.restarts++;
+        trace_node(sim, a->node, CS_TR_RESTART, 0);
+        if (cb->restart != NULL && cb->restart(cb->ud, sim, a->node) != 0) {
+            n->failed = 1;
+        }
+        return CS_OK;
+    default:                        /* ACT_PAUSE */
+        if (a->at + a->arg > n->paused_until) {
+            n->paused_until = a->arg > CS_TIME_MAX - a->at
+                                  ? CS_TIME_MAX : a->at + a->arg;
+        }
+        trace_node(sim, a->node, CS_TR_PAUSE, a->arg);
+        return CS_OK;
+    }
+}
+
 static int run_actions_at(cs_sim *sim, cs_time t)
 {
     action a;
+    uint32_t i;
 
     while (sim->nacts > 0 && sim->acts[0].at <= t) {
         act_pop(sim, &a);
-        for (uint32_t i = 0; i < sim->cfg.nodes; i++) {
+        /* An action acts at its own time, for any node.  O(nodes); actions
+         * are few. */
+        for (i = 0; i < sim->cfg.nodes; i++) {
             sim->nodes[i].now = a.at;
         }
         if (a.at > sim->end) {
             sim->end = a.at;
         }
-        if (sim->cb->action != NULL &&
-            sim->cb->action(sim->cb->ud, sim, a.id) != 0) {
+        if (a.type != ACT_USER) {
+            node_fault(sim, &a);
+        } else if (sim->cb->action != NULL &&
+                   sim->cb->action(sim->cb->ud, sim, a.id) != 0) {
             return CS_ESTOPPED;
         }
     }
@@ -941,7 +1381,9 @@ int cs_sim_run(cs_sim *sim, const cs_callbacks *cb)
     pool_stop(sim);
     if (rc == CS_OK || rc == CS_ESTOPPED) {
         for (i = 0; i < sim->cfg.nodes; i++) {
-            want[i] = !sim->nodes[i].byz && !sim->nodes[i].failed;
+            /* A crashed node cannot be asked to decide. */
+            want[i] = !sim->nodes[i].byz && !sim->nodes[i].failed &&
+                      !sim->nodes[i].down;
         }
         cs__check_finish(sim->check, want, sim->cfg.expect_slots, sim->end);
     }
@@ -964,6 +1406,11 @@ void cs_sim_stats(const cs_sim *sim, cs_stats *out)
         out->bytes += s->bytes;
         out->timers += s->timers;
         out->windows += s->windows;
+        out->dropped_partition += s->dropped_partition;
+        out->dropped_down += s->dropped_down;
+        out->dropped_overflow += s->dropped_overflow;
+        out->crashes += s->crashes;
+        out->restarts += s->restarts;
     }
     out->end = sim->end;
 }

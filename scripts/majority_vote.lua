@@ -49,7 +49,7 @@ local function quorum(n)
 end
 
 local function begin_attempt(node)
-  node.yes, node.no = 0, 0
+  node.yes, node.no, node.votes = {}, 0, 0
   node:set_timer("round", opts.timeout)
   if leader_of(node, node.attempt) ~= node.id then return end
   local v = value_of(node.round)
@@ -91,8 +91,17 @@ function Vote.receive(node, msg, from)
     node:broadcast { type = "VOTE", round = msg.round, attempt = msg.attempt,
                      value = msg.value, yes = yes }
   elseif msg.type == "VOTE" and msg.attempt == node.attempt then
-    if msg.yes then node.yes = node.yes + 1 else node.no = node.no + 1 end
-    if node.yes == quorum(node.n) then
+    -- YES votes count per value: a vote for another value (a lie) can
+    -- never complete the quorum of the proposal.
+    node.votes = node.votes + 1
+    local yes = 0
+    if msg.yes then
+      yes = (node.yes[msg.value] or 0) + 1
+      node.yes[msg.value] = yes
+    else
+      node.no = node.no + 1
+    end
+    if yes == quorum(node.n) then
       node:decide(msg.value, node.round)
       if node.round == ROUNDS then
         node:cancel_timer("round")
@@ -101,7 +110,7 @@ function Vote.receive(node, msg, from)
       end
       node.round, node.attempt = node.round + 1, 0
       begin_attempt(node)
-    elseif node.yes + node.no == node.n then
+    elseif node.votes == node.n then
       next_attempt(node)        -- every vote is in and the quorum is not
     end
   end

@@ -386,7 +386,9 @@ local sim = consensus.sim {
 }
 sim:spawn(Pbft)
 local ids = silent_ids(opts.seed, opts.nodes, opts.faulty)
-if #ids > 0 then sim:byzantine(ids, Silent) end
+-- Under --attack/--attacker the engine makes the faulty nodes attackers
+-- instead of silent replicas.
+if #ids > 0 and not (opts.attack or opts.attacker) then sim:byzantine(ids, Silent) end
 -- Run until the network is quiet, not just until every replica executed:
 -- the client's last replies are still in flight at that point.
 local report = sim:run { slots = K, stop_when_decided = false }

@@ -15,6 +15,7 @@ local math_type, floor = math.type, math.floor
 local stdout, stderr = io.stdout, io.stderr
 local os_exit = os.exit
 local global_arg = arg
+local require = require
 
 local _ENV = nil
 
@@ -242,6 +243,16 @@ return function(M)
       parts[1] = "lua5.4 " .. tostring(global_arg and global_arg[0] or "SCRIPT")
     end
     parts[#parts + 1] = format("--nodes %d --faulty %d --seed %d", self.nodes, self.faulty, self.seed)
+    -- The host options that change the run, when given.
+    local o = M.options()
+    for _, name in ipairs { "latency", "loss", "duplicate", "attack", "attacker", "budget" } do
+      if o[name] ~= nil and (name ~= "budget" or o.budget ~= 50000000) then
+        parts[#parts + 1] = format("--%s %s", name, tostring(o[name]))
+      end
+    end
+    if type(o.byzantine) == "table" then
+      parts[#parts + 1] = "--byzantine " .. concat(o.byzantine, ",")
+    end
     return concat(parts, " ")
   end
 

@@ -55,7 +55,7 @@ local function dashed(name) return (name:gsub("_", "-")) end
 local function convert(name, kind, text)
   if kind == "int" then
     local v = tonumber(text)
-    if v == nil or math_type(v) == nil or v ~= floor(v) then
+    if v == nil or v ~= floor(v) or math_type(floor(v)) ~= "integer" then
       M.usage_error(format("--%s needs an integer, got '%s'", dashed(name), text))
     end
     return floor(v)

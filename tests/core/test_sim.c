@@ -376,7 +376,8 @@ static void av_output(void *ud, cs_sim *sim, uint32_t node, cs_time at,
 }
 
 static const cs_callbacks av_callbacks = {
-    NULL, av_start, av_message, av_timer, NULL, av_output
+    .start = av_start, .message = av_message, .timer = av_timer,
+    .output = av_output
 };
 
 /* Run allvote under 'cfg'; the caller frees the sim. */
