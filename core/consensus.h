@@ -204,7 +204,7 @@ enum {
  * sender and its sequence number at send time; a duplicate has its own. */
 enum cs_trace_kind {
     CS_TR_SEND = 1, CS_TR_DELIVER, CS_TR_DROP, CS_TR_DUPLICATE, CS_TR_TIMER,
-    CS_TR_CRASH, CS_TR_RESTART, CS_TR_PAUSE
+    CS_TR_CRASH, CS_TR_RESTART, CS_TR_PAUSE, CS_TR_DECIDE
 };
 enum cs_drop_reason {
     CS_DROP_LOSS = 1, CS_DROP_PARTITION, CS_DROP_DOWN, CS_DROP_OVERFLOW
@@ -222,6 +222,9 @@ typedef struct cs_trace_rec {
     uint32_t tag;               /* timer tag */
     int reason;                 /* CS_DROP_* */
     cs_time arg;                /* send: delivery time; pause: duration */
+    int64_t slot;               /* decide */
+    const void *data;           /* decide: the value's bytes */
+    size_t len;
 } cs_trace_rec;
 
 /* Fill 'cfg' with defaults: 4 nodes, seed 1, 1 thread, constant 10 ms

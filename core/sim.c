@@ -1086,6 +1086,19 @@ static int dispatch(cs_sim *sim, record *r)
         }
         return CS_OK;
     case REC_DECIDE:
+        if (sim->cfg.trace && sim->cb->trace != NULL) {
+            cs_trace_rec tr;
+
+            memset(&tr, 0, sizeof tr);
+            tr.kind = CS_TR_DECIDE;
+            tr.at = r->at;
+            tr.node = id;
+            tr.peer = CS_NO_NODE;
+            tr.slot = r->slot;
+            tr.data = r->data;
+            tr.len = r->len;
+            sim->cb->trace(sim->cb->ud, sim, &tr);
+        }
         return cs__check_decide(sim->check, id, honest, r->slot, r->at,
                                 r->data, r->len);
     case REC_TRACE:

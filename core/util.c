@@ -28,6 +28,8 @@ const char *cs_strerror(int rc)
     case CS_ESTOPPED: return "run stopped";
     case CS_ETOOBIG: return "message too large";
     case CS_ESTATE: return "not allowed in this state";
+    case CS_ECORRUPT: return "stored data is corrupt";
+    case CS_EIO: return "I/O error";
     default: return "unknown error";
     }
 }

@@ -36,12 +36,25 @@ typedef struct lcs_limits {
     size_t mem;             /* bytes of one node state */
 } lcs_limits;
 
+struct lcs_run;
+
+/* A message type a node has already interned: saves the global lock. */
+typedef struct lcs_tcache {
+    char name[24];
+    unsigned char len;
+    uint32_t id;
+} lcs_tcache;
+
+#define LCS_TCACHE 8
+
 /* One node's Lua side.  It lives in C memory owned by the run, and the
  * node's lua_State points back to it through its extra space.  Only the
- * worker that owns the node in a window touches it. */
+ * worker that owns the node in a window touches it, or the main thread at
+ * a barrier. */
 typedef struct lcs_node {
     lua_State *L;           /* the node's own state, or NULL */
     cs_sim *sim;
+    struct lcs_run *run;
     uint32_t id, n, f;
     const lcs_limits *lim;
     lcs_wbuf wbuf;          /* encode scratch */
@@ -49,6 +62,18 @@ typedef struct lcs_node {
     long steps;             /* instructions used by the current call */
     int in_handler;
     uint32_t ntags;         /* timer names interned so far */
+    lcs_tcache tcache[LCS_TCACHE];
+    unsigned ntcache;
+    uint64_t *type_msgs;    /* per message type id: sent, bytes */
+    uint64_t *type_bytes;
+    uint32_t ntype;
+    /* node.store across crashes: what was synced (node:sync) and what was
+     * written when it crashed; encoded, canonical. */
+    unsigned char *synced;
+    size_t synced_len;
+    unsigned char *saved;
+    size_t saved_len;
+    int has_saved;
 } lcs_node;
 
 /* One call of consensus._run: the node states and what the main state
@@ -64,8 +89,32 @@ typedef struct lcs_run {
     int errors;             /* handler errors seen */
     int actions_idx;        /* stack slots in L during the run */
     int results_idx;
+    int protocols_idx;
+    int cache_idx;
+    const char *name;       /* the protocol's name in error paths */
     int failed_action;      /* an action raised: stop */
+    void *trace;            /* FILE * of --trace, or NULL */
+    /* message type names, interned across node states (lock: types_lock) */
+    void *types_lock;       /* pthread_mutex_t * */
+    char **types;
+    size_t *type_lens;
+    uint32_t ntypes, captypes;
 } lcs_run;
+
+/* ltrace.c: the id of message type s[0..len) (1..; 0 for none),
+ * interning it on first sight.  Any thread.  0 also when out of memory. */
+uint32_t lcs_type_id(lcs_node *nd, const char *s, size_t len);
+/* Count one sent message of type 'id' for the node's metrics. */
+void lcs_type_count(lcs_node *nd, uint32_t id, size_t bytes);
+void lcs_types_free(lcs_run *run);
+int lcs_types_init(lcs_run *run);
+/* Trace writing (main thread, at barriers). */
+void lcs_trace_rec(void *ud, cs_sim *sim, const cs_trace_rec *rec);
+void lcs_trace_text(lcs_run *run, const char *ev, uint32_t node, cs_time at,
+                    const char *key, const char *text, size_t len);
+void lcs_trace_line(lcs_run *run, const char *line);
+/* Write s[0..len) as a JSON string to the trace file. */
+void lcs_trace_str(lcs_run *run, const char *s, size_t len);
 
 /* The node a node state belongs to.  Only valid in node states: the
  * stock interpreter does not clear the main state's extra space. */
@@ -78,10 +127,19 @@ static inline lcs_node *lcs_node_of(lua_State *L)
  * node table; CS_OK or CS_ENOMEM.  The protocol is installed separately. */
 int lcs_node_open(lcs_node *nd);
 void lcs_node_close(lcs_node *nd);
+/* Close the state and free everything the node owns. */
+void lcs_node_free(lcs_node *nd);
 /* Install the protocol at the top of the node's stack (popped): keeps its
  * handlers at fixed stack slots.  Raises nothing; returns 0 on success. */
 void lcs_node_install(lcs_node *nd);
-/* The cs_callbacks node entries; 'ud' is the run's lcs_node array. */
+/* Crash-restart (main thread, at a barrier): keep node.store, close the
+ * state; build a fresh one, copy the protocol in, restore the store and
+ * run start. */
+void lcs_node_crash(void *ud, cs_sim *sim, uint32_t node, int flags);
+int lcs_node_restart(void *ud, cs_sim *sim, uint32_t node);
+/* The name of timer 'tag' of a node, pushed on L (nil if unknown). */
+void lcs_node_timer_name(lcs_node *nd, uint32_t tag, lua_State *L);
+/* The cs_callbacks node entries; 'ud' is the run (lcs_run). */
 int lcs_node_start(void *ud, cs_sim *sim, uint32_t node);
 int lcs_node_message(void *ud, cs_sim *sim, uint32_t node, uint32_t from,
                      cs_msg *msg);

@@ -27,6 +27,7 @@
  */
 #include "lconsensus.h"
 #include "cs_int.h"
+#include "ltransfer.h"
 
 #include <lualib.h>
 #include <math.h>
@@ -44,9 +45,10 @@ static lcs_node *checknode(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* The node's own clock (skew and drift apply), in ms. */
 static double now_ms(const lcs_node *nd)
 {
-    return (double)cs_sim_now(nd->sim, nd->id) / 1000.0;
+    return (double)cs_sim_local_now(nd->sim, nd->id) / 1000.0;
 }
 
 /* ---------------------------------------------------------- allocator */
@@ -208,7 +210,8 @@ static int node_time(lua_State *L)
 {
     lcs_node *nd = checknode(L);
 
-    lua_pushinteger(L, (lua_Integer)(cs_sim_now(nd->sim, nd->id) / 1000000));
+    lua_pushinteger(L,
+                    (lua_Integer)(cs_sim_local_now(nd->sim, nd->id) / 1000000));
     return 1;
 }
 
@@ -216,7 +219,7 @@ static int node_clock(lua_State *L)
 {
     lcs_node *nd = checknode(L);
 
-    lua_pushnumber(L, (double)cs_sim_now(nd->sim, nd->id) / 1e6);
+    lua_pushnumber(L, (double)cs_sim_local_now(nd->sim, nd->id) / 1e6);
     return 1;
 }
 
@@ -233,14 +236,21 @@ static uint32_t check_peer(lua_State *L, lcs_node *nd, int idx)
     return (uint32_t)to;
 }
 
-/* Encode the value at 'idx' once into a shared message. */
+/* Encode the value at 'idx' once into a shared message, labelled with
+ * its interned type. */
 static cs_msg *encode_msg(lua_State *L, lcs_node *nd, int idx)
 {
+    const char *type;
+    size_t tlen;
+    uint32_t kind = 0;
     cs_msg *m;
 
     luaL_checkany(L, idx);
     lcs_encode(L, idx, &nd->wbuf, nd->lim->max_msg, 0, "msg");
-    if (cs_msg_new(&m, nd->wbuf.p, nd->wbuf.len, 0) != CS_OK) {
+    if (lcs_encoded_type(&nd->wbuf, &type, &tlen)) {
+        kind = lcs_type_id(nd, type, tlen);
+    }
+    if (cs_msg_new(&m, nd->wbuf.p, nd->wbuf.len, kind) != CS_OK) {
         luaL_error(L, "send: out of memory");
     }
     return m;
@@ -253,6 +263,7 @@ static int m_send(lua_State *L)
     cs_msg *m = encode_msg(L, nd, 3);
     int rc = cs_sim_send(nd->sim, nd->id, to, m);
 
+    lcs_type_count(nd, cs_msg_kind(m), cs_msg_len(m));
     cs_msg_unref(m);
     if (rc != CS_OK) {
         return luaL_error(L, "send: %s", cs_strerror(rc));
@@ -266,7 +277,11 @@ static int m_broadcast(lua_State *L)
     int self = lua_isnoneornil(L, 3) || lua_toboolean(L, 3);
     cs_msg *m = encode_msg(L, nd, 2);
     int rc = cs_sim_broadcast(nd->sim, nd->id, m, self);
+    uint32_t i;
 
+    for (i = 0; i < nd->n - (self ? 0 : 1); i++) {
+        lcs_type_count(nd, cs_msg_kind(m), cs_msg_len(m));
+    }
     cs_msg_unref(m);
     if (rc != CS_OK) {
         return luaL_error(L, "broadcast: %s", cs_strerror(rc));
@@ -398,6 +413,36 @@ static int m_note(lua_State *L)
     return 0;
 }
 
+/* Take a snapshot of node.store (arg 1 is the node) into *buf.  The
+ * caller owns the malloc'd bytes.  Raises in L. */
+static void snapshot(lua_State *L, lcs_node *nd, int node_idx,
+                     unsigned char **buf, size_t *len)
+{
+    unsigned char *copy;
+
+    lua_getfield(L, node_idx, "store");
+    lcs_encode(L, -1, &nd->wbuf, 0, 1, "node.store");
+    lua_pop(L, 1);
+    if ((copy = malloc(nd->wbuf.len ? nd->wbuf.len : 1)) == NULL) {
+        luaL_error(L, "sync: out of memory");
+    }
+    memcpy(copy, nd->wbuf.p, nd->wbuf.len);
+    free(*buf);
+    *buf = copy;
+    *len = nd->wbuf.len;
+}
+
+/* node:sync(): what node.store holds now survives even a crash that loses
+ * unsynced writes. */
+static int m_sync(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    snapshot(L, nd, 1, &nd->synced, &nd->synced_len);
+    return 0;
+}
+
 static int node_index(lua_State *L)
 {
     lcs_node *nd = checknode(L);
@@ -428,6 +473,7 @@ static const luaL_Reg node_methods[] = {
     {"random", node_random},
     {"log", m_log},
     {"note", m_note},
+    {"sync", m_sync},
     {NULL, NULL}
 };
 
@@ -590,6 +636,118 @@ void lcs_node_close(lcs_node *nd)
         nd->L = NULL;
     }
     lcs_wbuf_free(&nd->wbuf);
+}
+
+void lcs_node_free(lcs_node *nd)
+{
+    lcs_node_close(nd);
+    free(nd->type_msgs);
+    free(nd->type_bytes);
+    free(nd->synced);
+    free(nd->saved);
+    nd->type_msgs = nd->type_bytes = NULL;
+    nd->synced = nd->saved = NULL;
+    nd->ntype = 0;
+}
+
+void lcs_node_timer_name(lcs_node *nd, uint32_t tag, lua_State *L)
+{
+    if (nd->L == NULL) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_rawgeti(nd->L, S_TAGNAME, tag);
+    if (lua_type(nd->L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(nd->L, -1, &len);
+
+        lua_pushlstring(L, s, len);
+    } else {
+        lua_pushinteger(L, lua_tointeger(nd->L, -1));
+    }
+    lua_pop(nd->L, 1);
+}
+
+/* ------------------------------------------------------ crash, restart */
+
+/* (nd, node table): a C frame of its own, so the node comes as arg 2. */
+static int save_store(lua_State *L)
+{
+    lcs_node *nd = lua_touserdata(L, 1);
+
+    snapshot(L, nd, 2, &nd->saved, &nd->saved_len);
+    return 0;
+}
+
+void lcs_node_crash(void *ud, cs_sim *sim, uint32_t node, int flags)
+{
+    lcs_node *nd = &((lcs_run *)ud)->nodes[node];
+
+    (void)sim;
+    nd->has_saved = 0;
+    if (flags & CS_CRASH_LOSE_UNSYNCED) {
+        /* The disk kept only what was synced. */
+        if (nd->synced != NULL) {
+            unsigned char *copy = malloc(nd->synced_len ? nd->synced_len : 1);
+
+            if (copy != NULL) {
+                memcpy(copy, nd->synced, nd->synced_len);
+                free(nd->saved);
+                nd->saved = copy;
+                nd->saved_len = nd->synced_len;
+                nd->has_saved = 1;
+            }
+        }
+    } else if (nd->L != NULL) {
+        lua_pushcfunction(nd->L, save_store);
+        lua_pushlightuserdata(nd->L, nd);
+        lua_pushvalue(nd->L, S_NODE);
+        if (lua_pcall(nd->L, 2, 0, 0) == LUA_OK) {
+            nd->has_saved = 1;
+        } else {
+            lua_pop(nd->L, 1);  /* an unencodable store is lost */
+        }
+    }
+    lcs_node_close(nd);
+}
+
+static int restore_store(lua_State *L)
+{
+    lcs_node *nd = lua_touserdata(L, 1);
+
+    if (nd->has_saved && lcs_decode(L, nd->saved, nd->saved_len) &&
+        lua_istable(L, -1)) {
+        lua_setfield(L, 2, "store");    /* arg 2: the node table */
+    }
+    return 0;
+}
+
+int lcs_node_restart(void *ud, cs_sim *sim, uint32_t node)
+{
+    lcs_run *run = ud;
+    lcs_node *nd = &run->nodes[node];
+    lua_State *L = run->L;
+    int ok;
+
+    if (lcs_node_open(nd) != CS_OK) {
+        return 1;
+    }
+    lua_rawgeti(L, run->protocols_idx, (lua_Integer)node);
+    ok = lcs_transfer_cached(L, -1, nd->L, run->name, run->cache_idx);
+    /* [protocol] or [protocol, message]; the copy worked at the start, so
+     * a failure here is memory */
+    lua_pop(L, ok ? 1 : 2);
+    if (!ok) {
+        return 1;
+    }
+    lcs_node_install(nd);
+    lua_pushcfunction(nd->L, restore_store);
+    lua_pushlightuserdata(nd->L, nd);
+    lua_pushvalue(nd->L, S_NODE);
+    if (lua_pcall(nd->L, 2, 0, 0) != LUA_OK) {
+        lua_pop(nd->L, 1);
+    }
+    return lcs_node_start(run, sim, node);
 }
 
 void lcs_node_install(lcs_node *nd)

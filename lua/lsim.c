@@ -21,6 +21,7 @@
 #include "lconsensus.h"
 #include "ltransfer.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ typedef struct simbox {
     uint32_t f;
     int strict;
     int ran;
+    lcs_run *run;           /* while running: for trace lines of faults */
 } simbox;
 
 static simbox *checkbox(lua_State *L)
@@ -106,6 +108,11 @@ static int l_newsim(lua_State *L)
     lua_getfield(L, 1, "validity");
     cfg.check_validity = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 2);
+    cfg.inbox_cap = (uint32_t)field_num(L, 1, "inbox", 0);
+    cfg.overflow = (int)field_num(L, 1, "overflow", CS_OVERFLOW_DROP_NEWEST);
+    lua_getfield(L, 1, "trace");
+    cfg.trace = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (lua_getfield(L, 1, "latency") == LUA_TTABLE) {
         cfg.net.latency.kind = (int)field_num(L, -1, "kind", 0);
         cfg.net.latency.a = field_num(L, -1, "a", 10) * 1000;
@@ -123,6 +130,7 @@ static int l_newsim(lua_State *L)
     luaL_setmetatable(L, LCS_SIM);
     box->f = (uint32_t)faulty;
     box->ran = 0;
+    box->run = NULL;
     lua_getfield(L, 1, "strict");
     box->strict = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -160,6 +168,223 @@ static int l_at(lua_State *L)
     return 0;
 }
 
+/* ---------------------------------------------------------- faults */
+
+static uint32_t check_id(lua_State *L, simbox *box, int idx)
+{
+    lua_Integer id = luaL_checkinteger(L, idx);
+
+    luaL_argcheck(L, id >= 0 && id < (lua_Integer)cs_sim_nodes(box->sim),
+                  idx, "no such node");
+    return (uint32_t)id;
+}
+
+/* Read the list of node ids at 'idx' into a new array (in a userdata). */
+static uint32_t *id_list(lua_State *L, simbox *box, int idx, size_t *n)
+{
+    size_t i, len;
+    uint32_t *ids;
+
+    luaL_checktype(L, idx, LUA_TTABLE);
+    len = lua_rawlen(L, idx);
+    ids = lua_newuserdatauv(L, (len ? len : 1) * sizeof *ids, 0);
+    for (i = 0; i < len; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+            lua_tointeger(L, -1) >= (lua_Integer)cs_sim_nodes(box->sim)) {
+            luaL_error(L, "node lists hold node ids 0..%d",
+                       (int)cs_sim_nodes(box->sim) - 1);
+        }
+        ids[i] = (uint32_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return ids;
+}
+
+static cs_time now_of(simbox *box)
+{
+    return cs_sim_now(box->sim, 0);
+}
+
+static void trace_fault(simbox *box, const char *json_tail)
+{
+    char t[32], line[96];
+
+    if (box->run == NULL || box->run->trace == NULL) {
+        return;
+    }
+    lcs_fmt_ms(t, sizeof t, now_of(box));
+    snprintf(line, sizeof line, "{\"t\":%s,%s", t, json_tail);
+    lcs_trace_line(box->run, line);
+}
+
+/* box:_partition{{0,1},{2,3}}: nodes in no group form one more group. */
+static int l_partition(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    uint32_t n = cs_sim_nodes(box->sim), g, ngroups, *group;
+    size_t k, len;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    ngroups = (uint32_t)lua_rawlen(L, 2);
+    group = lua_newuserdatauv(L, n * sizeof *group, 0);
+    for (k = 0; k < n; k++) {
+        group[k] = 0;               /* the rest */
+    }
+    for (g = 1; g <= ngroups; g++) {
+        uint32_t *ids;
+
+        lua_rawgeti(L, 2, g);
+        ids = id_list(L, box, lua_gettop(L), &len);
+        for (k = 0; k < len; k++) {
+            group[ids[k]] = g;
+        }
+        lua_pop(L, 2);
+    }
+    if (cs_sim_partition(box->sim, group) != CS_OK) {
+        return luaL_error(L, "partition: out of memory");
+    }
+    if (box->run != NULL && box->run->trace != NULL) {
+        FILE *f = box->run->trace;
+        char t[32];
+
+        lcs_fmt_ms(t, sizeof t, now_of(box));
+        fprintf(f, "{\"t\":%s,\"ev\":\"partition\",\"group\":[", t);
+        for (k = 0; k < n; k++) {
+            fprintf(f, k ? ",%u" : "%u", (unsigned)group[k]);
+        }
+        fputs("]}\n", f);
+    }
+    return 0;
+}
+
+static int l_cut(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    size_t nf, nt;
+    uint32_t *from = id_list(L, box, 2, &nf), *to = id_list(L, box, 3, &nt);
+
+    if (cs_sim_cut(box->sim, from, nf, to, nt) != CS_OK) {
+        return luaL_error(L, "cut: out of memory");
+    }
+    trace_fault(box, "\"ev\":\"cut\",\"node\":null}");
+    return 0;
+}
+
+static int l_heal(lua_State *L)
+{
+    simbox *box = checkbox(L);
+
+    cs_sim_heal(box->sim);
+    trace_fault(box, "\"ev\":\"heal\",\"node\":null}");
+    return 0;
+}
+
+/* box:_link(from, to, {kind, a, b, min} in ms or nil) */
+static int l_link(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    uint32_t from = check_id(L, box, 2), to = check_id(L, box, 3);
+    cs_latency lat;
+    int rc;
+
+    if (lua_isnoneornil(L, 4)) {
+        rc = cs_sim_set_link(box->sim, from, to, NULL);
+    } else {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lat.kind = (int)field_num(L, 4, "kind", 0);
+        lat.a = field_num(L, 4, "a", 10) * 1000;
+        lat.b = field_num(L, 4, "b", 0) * 1000;
+        lat.min = field_num(L, 4, "min", 0) * 1000;
+        rc = cs_sim_set_link(box->sim, from, to, &lat);
+    }
+    if (rc != CS_OK) {
+        return luaL_error(L, "link: %s", rc == CS_EINVAL
+                          ? "bad latency (must be > 0 ms)" : cs_strerror(rc));
+    }
+    return 0;
+}
+
+static cs_time check_at(lua_State *L, simbox *box, int idx)
+{
+    lua_Number ms = luaL_checknumber(L, idx);
+    cs_time t = (cs_time)llround(ms * 1000);
+
+    luaL_argcheck(L, ms >= 0 && ms < 9e12, idx, "time must be >= 0 ms");
+    luaL_argcheck(L, t >= now_of(box), idx, "time is in the past");
+    return t;
+}
+
+static int l_crash(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    uint32_t id = check_id(L, box, 2);
+    cs_time at = check_at(L, box, 3);
+    int flags = lua_toboolean(L, 4) ? CS_CRASH_LOSE_UNSYNCED : 0;
+
+    if (cs_sim_crash(box->sim, id, at, flags) != CS_OK) {
+        return luaL_error(L, "crash: out of memory");
+    }
+    return 0;
+}
+
+static int l_restart(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    uint32_t id = check_id(L, box, 2);
+
+    if (cs_sim_restart(box->sim, id, check_at(L, box, 3)) != CS_OK) {
+        return luaL_error(L, "restart: out of memory");
+    }
+    return 0;
+}
+
+static int l_pause(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    uint32_t id = check_id(L, box, 2);
+    cs_time at = check_at(L, box, 3);
+    lua_Number ms = luaL_checknumber(L, 4);
+
+    luaL_argcheck(L, ms >= 0 && ms < 9e12, 4, "duration must be >= 0 ms");
+    if (cs_sim_pause(box->sim, id, at, (cs_time)llround(ms * 1000))
+        != CS_OK) {
+        return luaL_error(L, "pause: out of memory");
+    }
+    return 0;
+}
+
+static int l_clock(lua_State *L)
+{
+    simbox *box = checkbox(L);
+    uint32_t id = check_id(L, box, 2);
+    lua_Number skew = luaL_optnumber(L, 3, 0), drift = luaL_optnumber(L, 4, 0);
+
+    luaL_argcheck(L, skew > -9e12 && skew < 9e12, 3, "skew out of range");
+    if (cs_sim_set_clock(box->sim, id, (cs_time)llround(skew * 1000), drift)
+        != CS_OK) {
+        return luaL_argerror(L, 4, "drift must be > -1");
+    }
+    return 0;
+}
+
+static int l_down(lua_State *L)
+{
+    simbox *box = checkbox(L);
+
+    lua_pushboolean(L, cs_sim_node_down(box->sim, check_id(L, box, 2)));
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    simbox *box = checkbox(L);
+
+    lua_pushnumber(L, (lua_Number)now_of(box) / 1000.0);
+    return 1;
+}
+
 /* ------------------------------------------------------------- the run */
 
 static int run_gc(lua_State *L)
@@ -169,10 +394,15 @@ static int run_gc(lua_State *L)
 
     if (run->nodes != NULL) {
         for (i = 0; i < run->n; i++) {
-            lcs_node_close(&run->nodes[i]);
+            lcs_node_free(&run->nodes[i]);
         }
         free(run->nodes);
         run->nodes = NULL;
+    }
+    lcs_types_free(run);
+    if (run->trace != NULL) {
+        fclose(run->trace);     /* flushes what was written */
+        run->trace = NULL;
     }
     return 0;
 }
@@ -232,6 +462,7 @@ static int do_output(lua_State *L)
     case LCS_OUT_LOG:
         fprintf(stderr, "[%s ms] node %u: %.*s\n", t, (unsigned)o->node,
                 (int)o->len, (const char *)o->data);
+        lcs_trace_text(run, "log", o->node, o->at, "text", o->data, o->len);
         break;
     case LCS_OUT_NOTE:
         lua_createtable(L, 0, 3);
@@ -265,6 +496,7 @@ static int do_output(lua_State *L)
                 (unsigned long long)cs_sim_seed(run->sim), (int)wlen, s,
                 (int)mlen, msg);
         fflush(stderr);
+        lcs_trace_text(run, "error", o->node, o->at, "message", msg, mlen);
         break;
     }
     default:
@@ -337,6 +569,11 @@ static void push_results_tail(lua_State *L, lcs_run *run, int results)
     SETI("bytes", st.bytes);
     SETI("timers", st.timers);
     SETI("windows", st.windows);
+    SETI("dropped_partition", st.dropped_partition);
+    SETI("dropped_down", st.dropped_down);
+    SETI("dropped_overflow", st.dropped_overflow);
+    SETI("crashes", st.crashes);
+    SETI("restarts", st.restarts);
 #undef SETI
     push_ms(L, st.end);
     lua_setfield(L, results, "end_ms");
@@ -395,11 +632,59 @@ static void push_results_tail(lua_State *L, lcs_run *run, int results)
     lua_setfield(L, results, "failed");
 }
 
-/* box:_run(protocols, actions, name) -> results */
+/* Messages and bytes sent per type: results.by_type[name] = {messages=,
+ * bytes=}.  Before the node states go. */
+static void push_by_type(lua_State *L, lcs_run *run, int results)
+{
+    uint32_t t, k;
+
+    lua_newtable(L);
+    for (t = 1; t <= run->ntypes; t++) {
+        uint64_t msgs = 0, bytes = 0;
+
+        for (k = 0; k < run->n; k++) {
+            const lcs_node *nd = &run->nodes[k];
+
+            if (t < nd->ntype) {
+                msgs += nd->type_msgs[t];
+                bytes += nd->type_bytes[t];
+            }
+        }
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, (lua_Integer)msgs);
+        lua_setfield(L, -2, "messages");
+        lua_pushinteger(L, (lua_Integer)bytes);
+        lua_setfield(L, -2, "bytes");
+        lua_setfield(L, -2, run->types[t - 1]);
+    }
+    lua_setfield(L, results, "by_type");
+}
+
+static void trace_header(lcs_run *run, uint32_t f)
+{
+    FILE *out = run->trace;
+    uint32_t i;
+    int first = 1;
+
+    fprintf(out, "{\"ev\":\"run\",\"seed\":%llu,\"nodes\":%u,"
+            "\"faulty\":%u,\"byzantine\":[",
+            (unsigned long long)cs_sim_seed(run->sim), (unsigned)run->n,
+            (unsigned)f);
+    for (i = 0; i < run->n; i++) {
+        if (cs_sim_is_byzantine(run->sim, i)) {
+            fprintf(out, first ? "%u" : ",%u", (unsigned)i);
+            first = 0;
+        }
+    }
+    fputs("]}\n", out);
+}
+
+/* box:_run(protocols, actions, name, trace_path) -> results */
 static int l_run(lua_State *L)
 {
     simbox *box = checkbox(L);
     const char *name = luaL_optstring(L, 4, "protocol");
+    const char *trace = luaL_optstring(L, 5, NULL);
     cs_callbacks cb;
     lcs_run *run;
     uint32_t i, n;
@@ -412,9 +697,9 @@ static int l_run(lua_State *L)
     }
     box->ran = 1;
     n = cs_sim_nodes(box->sim);
-    lua_settop(L, 4);
+    lua_settop(L, 5);   /* [box, protocols, actions, name, trace] */
 
-    run = lua_newuserdatauv(L, sizeof *run, 0);    /* 5 */
+    run = lua_newuserdatauv(L, sizeof *run, 0);    /* 6 */
     memset(run, 0, sizeof *run);
     luaL_setmetatable(L, LCS_RUN);
     run->L = L;
@@ -423,22 +708,34 @@ static int l_run(lua_State *L)
     run->strict = box->strict;
     run->sim = box->sim;
     run->actions_idx = 3;
-    lua_newtable(L);                                /* 6: results */
-    results = 6;
+    lua_newtable(L);                                /* 7: results */
+    results = 7;
     run->results_idx = results;
     lua_newtable(L);
     lua_setfield(L, results, "notes");
     lua_newtable(L);
     lua_setfield(L, results, "errors");
-    lua_newtable(L);                                /* 7: transfer cache */
-    cache = 7;
+    lua_newtable(L);                                /* 8: transfer cache */
+    cache = 8;
 
-    if ((run->nodes = calloc(n, sizeof *run->nodes)) == NULL) {
+    run->protocols_idx = 2;
+    run->cache_idx = cache;
+    run->name = name;
+    if ((run->nodes = calloc(n, sizeof *run->nodes)) == NULL ||
+        lcs_types_init(run) != CS_OK) {
         return luaL_error(L, "run: out of memory");
+    }
+    if (trace != NULL) {
+        if ((run->trace = fopen(trace, "w")) == NULL) {
+            return luaL_error(L, "cannot write trace file %s: %s", trace,
+                              strerror(errno));
+        }
+        trace_header(run, box->f);
     }
     for (i = 0; i < n; i++) {
         lcs_node *nd = &run->nodes[i];
 
+        nd->run = run;
         nd->sim = box->sim;
         nd->id = i;
         nd->n = n;
@@ -466,11 +763,28 @@ static int l_run(lua_State *L)
     cb.timer = lcs_node_timer;
     cb.action = on_action;
     cb.output = on_output;
+    cb.crash = lcs_node_crash;
+    cb.restart = lcs_node_restart;
+    cb.trace = lcs_trace_rec;
+    box->run = run;
     rc = cs_sim_run(box->sim, &cb);
+    box->run = NULL;
+    if (run->trace != NULL) {
+        cs_stats st;
+        char t[32];
+
+        cs_sim_stats(box->sim, &st);
+        lcs_fmt_ms(t, sizeof t, st.end);
+        fprintf(run->trace, "{\"t\":%s,\"ev\":\"end\"}\n", t);
+        if (fflush(run->trace) != 0) {
+            return luaL_error(L, "trace: %s", strerror(errno));
+        }
+    }
+    push_by_type(L, run, results);
 
     /* The node states are done; free them before building results. */
     lua_pushcfunction(L, run_gc);
-    lua_pushvalue(L, 5);
+    lua_pushvalue(L, 6);
     lua_call(L, 1, 0);
     if (rc != CS_OK && rc != CS_ESTOPPED) {
         return luaL_error(L, "run: %s", cs_strerror(rc));
@@ -489,6 +803,16 @@ static const luaL_Reg box_meta[] = {
 };
 
 static const luaL_Reg box_methods[] = {
+    {"_partition", l_partition},
+    {"_cut", l_cut},
+    {"_heal", l_heal},
+    {"_link", l_link},
+    {"_crash", l_crash},
+    {"_restart", l_restart},
+    {"_pause", l_pause},
+    {"_clock", l_clock},
+    {"_now", l_now},
+    {"_down", l_down},
     {"_byzantine", l_byzantine},
     {"_at", l_at},
     {"_run", l_run},

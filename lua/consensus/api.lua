@@ -175,8 +175,111 @@ return function(M)
     s.budget = cfg.budget or s.budget
     s.memory, s.max_msg = cfg.memory, cfg.max_msg
     s.name = cfg.name
-    s.protocols, s.byz, s.actions = {}, {}, {}
+    local overflows = { drop_newest = 0, drop_random = 1, block = 2 }
+    s.inbox = cfg.inbox and check_int(cfg.inbox, "inbox", 0, nil) or 0
+    s.overflow = overflows[cfg.overflow or "drop_newest"]
+    if s.overflow == nil then
+      error("sim: overflow must be drop_newest, drop_random or block", 2)
+    end
+    s.trace = cfg.trace or o.trace
+    s.protocols, s.byz, s.actions, s.setup = {}, {}, {}, {}
     return s
+  end
+
+  -- Faults.  Before the run they are recorded and applied when it starts
+  -- (at t = 0, or at their own time); from a scenario action (sim:at)
+  -- they act at once.
+  local function apply(self, fn)
+    if self.box and self.running then
+      fn(self.box)
+    elseif self.ran then
+      error("the simulation has ended", 3)
+    else
+      self.setup[#self.setup + 1] = fn
+    end
+    return self
+  end
+
+  local function ids_of(list, what)
+    if type(list) == "number" then return { list } end
+    if type(list) ~= "table" then error(what .. ": expected a list of node ids", 3) end
+    return list
+  end
+
+  -- sim:partition({0, 1}, {2, 3, 4}): messages between groups are lost;
+  -- nodes in no group form one more group.
+  function Sim:partition(...)
+    local groups = { ... }
+    for i, g in ipairs(groups) do groups[i] = ids_of(g, "partition") end
+    return apply(self, function(box) box:_partition(groups) end)
+  end
+
+  -- sim:cut(from_ids, to_ids): one way; messages from 'from' to 'to' are lost.
+  function Sim:cut(from, to)
+    from, to = ids_of(from, "cut"), ids_of(to, "cut")
+    return apply(self, function(box) box:_cut(from, to) end)
+  end
+
+  -- sim:heal(): every partition and cut ends.
+  function Sim:heal()
+    return apply(self, function(box) box:_heal() end)
+  end
+
+  -- sim:link(from, to, latency): this link's own latency (nil: the
+  -- network's again).
+  function Sim:link(from, to, latency)
+    local lat = latency ~= nil and M.latency(latency) or nil
+    return apply(self, function(box) box:_link(from, to, lat) end)
+  end
+
+  local function at_of(self, opts)
+    local now = (self.box and self.running) and self.box:_now() or 0
+    return opts.at or now
+  end
+
+  -- sim:crash(id, {at =, restart =, lose_unsynced =}): the node stops; it
+  -- comes back at 'restart' (ms) with a fresh state and its node.store.
+  function Sim:crash(id, opts)
+    opts = opts or {}
+    return apply(self, function(box)
+      local at = at_of(self, opts)
+      box:_crash(id, at, opts.lose_unsynced)
+      if opts.restart then
+        if opts.restart < at then error("crash: restart must come after the crash", 0) end
+        box:_restart(id, opts.restart)
+      end
+    end)
+  end
+
+  -- sim:restart(id, {at =}): a crashed node comes back.
+  function Sim:restart(id, opts)
+    opts = opts or {}
+    return apply(self, function(box) box:_restart(id, at_of(self, opts)) end)
+  end
+
+  -- sim:pause(id, {at =, ms =}): the node stalls; what arrives meanwhile
+  -- waits.
+  function Sim:pause(id, opts)
+    opts = opts or {}
+    if type(opts.ms) ~= "number" then error("pause: give the duration as {ms = ...}", 2) end
+    return apply(self, function(box) box:_pause(id, at_of(self, opts), opts.ms) end)
+  end
+
+  -- sim:clock(id, {skew = ms, drift = fraction}): the node's clock and
+  -- timers run off real time.
+  function Sim:clock(id, opts)
+    opts = opts or {}
+    return apply(self, function(box) box:_clock(id, opts.skew or 0, opts.drift or 0) end)
+  end
+
+  -- Is the node crashed right now?  (From a scenario action.)
+  function Sim:down(id)
+    return self.box ~= nil and self.running and self.box:_down(id) or false
+  end
+
+  -- The virtual time of the running simulation (ms).
+  function Sim:now()
+    return (self.box and self.running) and self.box:_now() or 0
   end
 
   -- The faulty node ids: --byzantine's list, else the 'faulty' ids the
@@ -267,6 +370,11 @@ return function(M)
     sort(rep.byzantine)
     rep.messages, rep.delivered, rep.dropped = r.sent, r.delivered, r.dropped
     rep.duplicated, rep.bytes, rep.timers = r.duplicated, r.bytes, r.timers
+    rep.drops = { loss = r.dropped - r.dropped_partition - r.dropped_down - r.dropped_overflow,
+                  partition = r.dropped_partition, down = r.dropped_down,
+                  overflow = r.dropped_overflow }
+    rep.crashes, rep.restarts = r.crashes, r.restarts
+    rep.by_type = r.by_type
     rep.sim_time_ms = r.end_ms
     rep.failed = r.failed
     rep.errors = r.errors
@@ -332,8 +440,20 @@ return function(M)
       duplicate = self.duplicate, validity = self.validity,
       stop_when_decided = opts.stop_when_decided ~= false,
       strict = self.strict, budget = self.budget, memory = self.memory,
-      max_msg = self.max_msg,
+      max_msg = self.max_msg, inbox = self.inbox, overflow = self.overflow,
+      trace = self.trace ~= nil,
     }
+    self.box = box
+    -- --heal-at MS: every network fault and crash ends then.
+    local o0 = M.options()
+    if o0.heal_at then
+      self:at(o0.heal_at, function(s)
+        s:heal()
+        for id = 0, s.nodes - 1 do
+          if s:down(id) then s:restart(id) end
+        end
+      end)
+    end
     for id in pairs(self.byz) do box:_byzantine(id) end
     local protocols = {}
     for id = 0, self.nodes - 1 do
@@ -361,7 +481,11 @@ return function(M)
       local fn = a[2]
       fns[i] = function() fn(self) end
     end
-    local r = box:_run(protocols, fns, self.name or "protocol")
+    for _, fn in ipairs(self.setup) do fn(box) end
+    self.running = true
+    local ok, r = pcall(box._run, box, protocols, fns, self.name or "protocol", self.trace)
+    self.running = false
+    if not ok then error(r, 0) end
     if r.action_error then
       worsen(2)
       error("scenario action failed: " .. tostring(r.action_error), 0)
@@ -376,7 +500,8 @@ return function(M)
 
   local JSON_KEYS = {
     "script", "seed", "nodes", "faulty", "byzantine", "threads", "messages",
-    "delivered", "dropped", "duplicated", "bytes", "sim_time_ms", "slots",
+    "delivered", "dropped", "duplicated", "bytes", "drops", "by_type", "crashes",
+    "restarts", "sim_time_ms", "slots",
     "honest", "decided", "agreement", "validity", "termination", "status",
     "violations", "decisions", "errors", "failed",
   }

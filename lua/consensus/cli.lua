@@ -32,6 +32,8 @@ M.HOST = {
   { "byzantine", "IDS", "string", "which nodes are faulty, e.g. 0,3 (default: chosen by the seed)" },
   { "attacker", "FILE", "string", "the faulty nodes run the attacker hooks FILE returns" },
   { "budget", "N", "int", "VM instructions one handler call may run", 50000000 },
+  { "heal_at", "MS", "num", "end every network fault and crash at this time" },
+  { "trace", "FILE", "string", "write every event to FILE as JSON Lines" },
   { "json", nil, "flag", "print one JSON object per run instead of the report" },
   { "quiet", nil, "flag", "print no report (the exit status still tells)" },
   { "strict", nil, "flag", "stop the run at the first handler error (exit 2)" },

@@ -131,6 +131,12 @@ local argvs = {
   unknown = { "--frobnicate", "s.lua" },
   script_opts = { "s.lua", "--count", "3", "--rate=0.5", "--verbose",
                   "--label", "l", "count", "rate" },
+  -- each of cli.check's refusals
+  check_faulty = { "--nodes", "3", "--faulty", "5", "s.lua" },
+  check_negative = { "--faulty=-1", "--nodes=0", "s.lua" },
+  check_ranges = { "--threads", "0", "--rounds", "0", "--until", "-5", "s.lua" },
+  check_prob = { "--loss", "1.5", "--duplicate=-0.1", "--budget", "10" },
+  check_byz = { "--nodes", "4", "--byzantine", "1,x,7", "s.lua" },
 }
 for name, list in pairs(argvs) do
   write("fuzz_options", name, table.concat(list, "\0"))
