@@ -23,6 +23,7 @@
 
 #define KEY_SLOT UINT64_MAX         /* (slot, KEY_SLOT): slot's reference */
 #define KEY_PROP (UINT64_MAX - 1)   /* marks a proposal key */
+#define KEY_CLAIM (UINT64_MAX - 2)  /* marks a claim key */
 #define ANY_SLOT INT64_MIN          /* a proposal valid for any slot */
 
 typedef struct entry {
@@ -36,6 +37,12 @@ typedef struct blob {
     size_t len;
 } blob;
 
+typedef struct claim {
+    uint32_t node;
+    void *key;
+    size_t len;
+} claim;
+
 struct cs_check {
     uint32_t nodes;
     int check_validity;
@@ -43,8 +50,10 @@ struct cs_check {
     size_t tab_len, tab_cap;
     cs_decision *dec;
     size_t ndec, capdec;
-    blob *prop;
+    cs_proposal *prop;
     size_t nprop, capprop;
+    claim *claims;
+    size_t nclaims, capclaims;
     uint32_t *decided;          /* distinct slots per node */
     cs_violation viol[CS_MAX_VIOLATIONS];
     size_t nviol;
@@ -179,10 +188,14 @@ void cs__check_free(cs_check *c)
         cs_free((void *)c->dec[i].val);
     }
     for (i = 0; i < c->nprop; i++) {
-        cs_free(c->prop[i].p);
+        cs_free((void *)c->prop[i].val);
+    }
+    for (i = 0; i < c->nclaims; i++) {
+        cs_free(c->claims[i].key);
     }
     cs_free(c->dec);
     cs_free(c->prop);
+    cs_free(c->claims);
     cs_free(c->tab);
     cs_free(c->decided);
     cs_free(c);
@@ -200,11 +213,11 @@ static int proposed(const cs_check *c, int64_t slot, const void *val,
     }
     /* The hash picks the entry; the bytes confirm it. */
     return e != NULL &&
-           same(c->prop[e->val].p, c->prop[e->val].len, val, len);
+           same(c->prop[e->val].val, c->prop[e->val].len, val, len);
 }
 
-int cs__check_propose(cs_check *c, int64_t slot, int any, const void *val,
-                      size_t len)
+int cs__check_propose(cs_check *c, uint32_t node, int64_t slot, int any,
+                      cs_time at, const void *val, size_t len)
 {
     uint64_t key = any ? (uint64_t)ANY_SLOT : (uint64_t)slot;
     uint64_t h = fnv(val, len);
@@ -216,7 +229,7 @@ int cs__check_propose(cs_check *c, int64_t slot, int any, const void *val,
     }
     if (c->nprop == c->capprop) {
         size_t ncap = c->capprop ? c->capprop * 2 : 16;
-        blob *np = cs_realloc(c->prop, ncap * sizeof *np);
+        cs_proposal *np = cs_realloc(c->prop, ncap * sizeof *np);
 
         if (np == NULL) {
             return CS_ENOMEM;
@@ -231,10 +244,62 @@ int cs__check_propose(cs_check *c, int64_t slot, int any, const void *val,
         cs_free(copy);
         return rc;
     }
-    c->prop[c->nprop].p = copy;
+    c->prop[c->nprop].node = node;
+    c->prop[c->nprop].any = any;
+    c->prop[c->nprop].slot = slot;
+    c->prop[c->nprop].at = at;
+    c->prop[c->nprop].val = copy;
     c->prop[c->nprop].len = len;
     c->nprop++;
     return CS_OK;
+}
+
+int cs__check_claim(cs_check *c, uint32_t node, cs_time at, const void *key,
+                    size_t len)
+{
+    uint64_t h = fnv(key, len);
+    const entry *e = find(c, h, len, KEY_CLAIM);
+    void *copy;
+    int rc;
+
+    if (e != NULL) {
+        const claim *first = &c->claims[e->val];
+
+        if (first->node != node) {
+            cs_violation v = { CS_V_UNIQUE, 0, node, first->node, at,
+                               first->key, first->len, NULL, 0 };
+            add_violation(c, &v);
+        }
+        return CS_OK;
+    }
+    if (c->nclaims == c->capclaims) {
+        size_t ncap = c->capclaims ? c->capclaims * 2 : 16;
+        claim *nc = cs_realloc(c->claims, ncap * sizeof *nc);
+
+        if (nc == NULL) {
+            return CS_ENOMEM;
+        }
+        c->claims = nc;
+        c->capclaims = ncap;
+    }
+    if ((copy = dup_bytes(key, len)) == NULL) {
+        return CS_ENOMEM;
+    }
+    if ((rc = insert(c, h, len, KEY_CLAIM, (uint32_t)c->nclaims)) != CS_OK) {
+        cs_free(copy);
+        return rc;
+    }
+    c->claims[c->nclaims].node = node;
+    c->claims[c->nclaims].key = copy;
+    c->claims[c->nclaims].len = len;
+    c->nclaims++;
+    return CS_OK;
+}
+
+size_t cs__check_proposals(const cs_check *c, const cs_proposal **out)
+{
+    *out = c->prop;
+    return c->nprop;
 }
 
 int cs__check_decide(cs_check *c, uint32_t node, int honest, int64_t slot,

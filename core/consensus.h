@@ -336,6 +336,10 @@ int cs_sim_propose(cs_sim *sim, uint32_t node, int64_t slot, int any,
 /* Record that 'node' decided 'val' for 'slot'. */
 int cs_sim_decide(cs_sim *sim, uint32_t node, int64_t slot, const void *val,
                   size_t len);
+/* Record that 'node' claims 'key' (opaque canonical bytes), e.g. "leader
+ * of term 4".  Two honest nodes claiming one key is a CS_V_UNIQUE
+ * violation; a node may repeat its own claim. */
+int cs_sim_claim(cs_sim *sim, uint32_t node, const void *key, size_t len);
 /* Emit a record delivered to callbacks.output at the window barrier. */
 int cs_sim_emit(cs_sim *sim, uint32_t node, int kind, const void *data,
                 size_t len);
@@ -371,7 +375,9 @@ enum cs_violation_kind {
     CS_V_AGREEMENT = 1, /* two honest nodes decided differently */
     CS_V_INTEGRITY,     /* one honest node changed its decision */
     CS_V_VALIDITY,      /* a decided value no honest node proposed */
-    CS_V_TERMINATION    /* an honest node did not decide enough slots */
+    CS_V_TERMINATION,   /* an honest node did not decide enough slots */
+    CS_V_UNIQUE         /* two honest nodes claimed the same thing (e.g.
+                           leadership of one term) */
 };
 
 typedef struct cs_violation {
@@ -401,6 +407,19 @@ typedef struct cs_decision {
 /* All decisions of honest and Byzantine nodes, in (time, node, seq) order.
  * Valid until cs_sim_free. */
 size_t cs_sim_decisions(const cs_sim *sim, const cs_decision **out);
+
+/* The first proposal of each distinct (slot, value) by honest nodes, in
+ * order; 'slot' is meaningless when 'any' is set.  Valid until
+ * cs_sim_free. */
+typedef struct cs_proposal {
+    uint32_t node;
+    int any;
+    int64_t slot;
+    cs_time at;
+    const void *val;
+    size_t len;
+} cs_proposal;
+size_t cs_sim_proposals(const cs_sim *sim, const cs_proposal **out);
 
 #ifdef __cplusplus
 }

@@ -80,8 +80,12 @@ typedef struct cs_check cs_check;
 int cs__check_new(cs_check **out, uint32_t nodes, int check_validity);
 void cs__check_free(cs_check *c);
 /* A proposal by an honest node ('any': valid for every slot). */
-int cs__check_propose(cs_check *c, int64_t slot, int any, const void *val,
-                      size_t len);
+int cs__check_propose(cs_check *c, uint32_t node, int64_t slot, int any,
+                      cs_time at, const void *val, size_t len);
+/* A claim (see cs_sim_claim) by an honest node. */
+int cs__check_claim(cs_check *c, uint32_t node, cs_time at, const void *key,
+                    size_t len);
+size_t cs__check_proposals(const cs_check *c, const cs_proposal **out);
 /* A decision; 'honest' nodes take part in the safety checks. */
 int cs__check_decide(cs_check *c, uint32_t node, int honest, int64_t slot,
                      cs_time at, const void *val, size_t len);

@@ -34,7 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT, REC_TRACE };
+enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT, REC_TRACE,
+       REC_CLAIM };
 
 typedef struct record {
     cs_time at;
@@ -711,6 +712,11 @@ int cs_sim_decide(cs_sim *sim, uint32_t node, int64_t slot, const void *val,
     return add_record(sim, node, REC_DECIDE, 0, slot, val, len);
 }
 
+int cs_sim_claim(cs_sim *sim, uint32_t node, const void *key, size_t len)
+{
+    return add_record(sim, node, REC_CLAIM, 0, 0, key, len);
+}
+
 int cs_sim_emit(cs_sim *sim, uint32_t node, int kind, const void *data,
                 size_t len)
 {
@@ -1080,11 +1086,15 @@ static int dispatch(cs_sim *sim, record *r)
     case REC_PROPOSE:
     case REC_PROPOSE_ANY:
         if (honest) {
-            return cs__check_propose(sim->check, r->slot,
-                                     r->type == REC_PROPOSE_ANY, r->data,
-                                     r->len);
+            return cs__check_propose(sim->check, id, r->slot,
+                                     r->type == REC_PROPOSE_ANY, r->at,
+                                     r->data, r->len);
         }
         return CS_OK;
+    case REC_CLAIM:
+        return honest ? cs__check_claim(sim->check, id, r->at, r->data,
+                                        r->len)
+                      : CS_OK;
     case REC_DECIDE:
         if (sim->cfg.trace && sim->cb->trace != NULL) {
             cs_trace_rec tr;
@@ -1436,4 +1446,9 @@ size_t cs_sim_violations(const cs_sim *sim, const cs_violation **out)
 size_t cs_sim_decisions(const cs_sim *sim, const cs_decision **out)
 {
     return cs__check_decisions(sim->check, out);
+}
+
+size_t cs_sim_proposals(const cs_sim *sim, const cs_proposal **out)
+{
+    return cs__check_proposals(sim->check, out);
 }

@@ -27,7 +27,7 @@ LCS_EXPORT int luaopen_consensus(lua_State *L);
 #define LCS_NODE_KEY "consensus.node"
 
 /* Kinds of records a node emits to the main state (cs_sim_emit). */
-enum { LCS_OUT_LOG = 1, LCS_OUT_NOTE, LCS_OUT_ERROR };
+enum { LCS_OUT_LOG = 1, LCS_OUT_NOTE, LCS_OUT_ERROR, LCS_OUT_COUNT };
 
 /* Limits a run gives its node states. */
 typedef struct lcs_limits {

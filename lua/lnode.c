@@ -380,6 +380,40 @@ static int m_propose(lua_State *L)
     return 0;
 }
 
+/* node:claim(value): this node claims 'value' (e.g. {"leader", term});
+ * two honest nodes claiming the same value is a safety violation. */
+static int m_claim(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+
+    luaL_checkany(L, 2);
+    lcs_encode(L, 2, &nd->wbuf, nd->lim->max_msg, 1, "claim");
+    if (cs_sim_claim(nd->sim, nd->id, nd->wbuf.p, nd->wbuf.len) != CS_OK) {
+        return luaL_error(L, "claim: out of memory");
+    }
+    return 0;
+}
+
+/* node:count(name [, n]): add n (default 1) to the run's counter 'name'
+ * (report.counters), e.g. view changes or elections. */
+static int m_count(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 2, &len);
+    lua_Integer n = luaL_optinteger(L, 3, 1);
+    char buf[128];
+
+    luaL_argcheck(L, len > 0 && len < sizeof buf - 24, 2,
+                  "a counter name of 1..100 bytes");
+    /* "n name": the amount first, so the name may hold any byte */
+    len = (size_t)snprintf(buf, sizeof buf, "%lld %s", (long long)n, name);
+    if (cs_sim_emit(nd->sim, nd->id, LCS_OUT_COUNT, buf, len) != CS_OK) {
+        return luaL_error(L, "count: out of memory");
+    }
+    return 0;
+}
+
 static int m_log(lua_State *L)
 {
     size_t len;
@@ -474,6 +508,8 @@ static const luaL_Reg node_methods[] = {
     {"log", m_log},
     {"note", m_note},
     {"sync", m_sync},
+    {"claim", m_claim},
+    {"count", m_count},
     {NULL, NULL}
 };
 

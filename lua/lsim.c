@@ -499,6 +499,24 @@ static int do_output(lua_State *L)
         lcs_trace_text(run, "error", o->node, o->at, "message", msg, mlen);
         break;
     }
+    case LCS_OUT_COUNT: {
+        const char *sp = memchr(o->data, ' ', o->len);
+        lua_Integer n = strtoll(o->data, NULL, 10);
+
+        if (sp == NULL) {
+            break;
+        }
+        lua_getfield(L, results, "counters");
+        lua_pushlstring(L, sp + 1, o->len - (size_t)(sp + 1 - (const char *)o->data));
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        n += lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_pushinteger(L, n);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+        break;
+    }
     default:
         break;
     }
@@ -547,6 +565,7 @@ static const char *vkind(int kind)
     case CS_V_AGREEMENT: return "agreement";
     case CS_V_INTEGRITY: return "integrity";
     case CS_V_VALIDITY: return "validity";
+    case CS_V_UNIQUE: return "uniqueness";
     default: return "termination";
     }
 }
@@ -615,6 +634,28 @@ static void push_results_tail(lua_State *L, lcs_run *run, int results)
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, results, "decisions");
+
+    {
+        const cs_proposal *p;
+
+        n = cs_sim_proposals(run->sim, &p);
+        lua_createtable(L, (int)n, 0);
+        for (i = 0; i < n; i++) {
+            lua_createtable(L, 0, 4);
+            lua_pushinteger(L, p[i].node);
+            lua_setfield(L, -2, "node");
+            if (!p[i].any) {
+                lua_pushinteger(L, p[i].slot);
+                lua_setfield(L, -2, "slot");
+            }
+            push_ms(L, p[i].at);
+            lua_setfield(L, -2, "t");
+            push_value(L, p[i].val, p[i].len);
+            lua_setfield(L, -2, "value");
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, results, "proposals");
+    }
 
     lua_createtable(L, (int)run->n, 0);     /* per node: decided slots */
     for (k = 0; k < run->n; k++) {
@@ -715,6 +756,8 @@ static int l_run(lua_State *L)
     lua_setfield(L, results, "notes");
     lua_newtable(L);
     lua_setfield(L, results, "errors");
+    lua_newtable(L);
+    lua_setfield(L, results, "counters");
     lua_newtable(L);                                /* 8: transfer cache */
     cache = 8;
 

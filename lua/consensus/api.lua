@@ -13,7 +13,7 @@ local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring,
 local concat, sort, format = table.concat, table.sort, string.format
 local math_type, floor = math.type, math.floor
 local stdout, stderr = io.stdout, io.stderr
-local os_exit = os.exit
+local os_exit, os_tmpname, os_remove = os.exit, os.tmpname, os.remove
 local global_arg = arg
 local require = require
 
@@ -173,10 +173,11 @@ return function(M)
     s.validity = cfg.validity ~= false
     s.strict = cfg.strict or o.strict or false
     s.budget = cfg.budget or s.budget
-    s.memory, s.max_msg = cfg.memory, cfg.max_msg
+    s.memory = cfg.memory or o.memory
+    s.max_msg = cfg.max_msg or o.max_msg
     s.name = cfg.name
     local overflows = { drop_newest = 0, drop_random = 1, block = 2 }
-    s.inbox = cfg.inbox and check_int(cfg.inbox, "inbox", 0, nil) or 0
+    s.inbox = check_int(cfg.inbox or o.inbox or 0, "inbox", 0, nil)
     s.overflow = overflows[cfg.overflow or "drop_newest"]
     if s.overflow == nil then
       error("sim: overflow must be drop_newest, drop_random or block", 2)
@@ -375,6 +376,8 @@ return function(M)
                   overflow = r.dropped_overflow }
     rep.crashes, rep.restarts = r.crashes, r.restarts
     rep.by_type = r.by_type
+    rep.counters = r.counters
+    rep.proposals = r.proposals
     rep.sim_time_ms = r.end_ms
     rep.failed = r.failed
     rep.errors = r.errors
@@ -395,6 +398,7 @@ return function(M)
     local bad = {}
     for _, v in ipairs(r.violations) do bad[v.kind] = true end
     rep.agreement = not (bad.agreement or bad.integrity)
+    rep.uniqueness = not bad.uniqueness
     rep.validity = not bad.validity
     rep.termination = not bad.termination
     -- per slot: the first honest decision and how many honest nodes made it
@@ -415,7 +419,7 @@ return function(M)
     for i, slot in ipairs(slots_seen) do rep.decisions[i] = by_slot[slot] end
     if #r.errors > 0 or r.action_error then
       rep.status = 2
-    elseif not (rep.agreement and rep.validity) then
+    elseif not (rep.agreement and rep.validity and rep.uniqueness) then
       rep.status = 1
     elseif not rep.termination then
       rep.status = 3
@@ -423,7 +427,41 @@ return function(M)
       rep.status = 0
     end
     rep.replay = replay_cmd(self)
+    rep.metrics = M.metrics(rep)
     return rep
+  end
+
+  -- Latency from the first honest proposal of a slot to each honest
+  -- decision of it (p50, p99, max, in ms), decisions per second of virtual
+  -- time, and the protocol's own counters.
+  function M.metrics(rep)
+    local first = {}
+    for _, p in ipairs(rep.proposals or {}) do
+      if p.slot ~= nil and (first[p.slot] == nil or p.t < first[p.slot]) then
+        first[p.slot] = p.t
+      end
+    end
+    local lat, honest_decisions = {}, 0
+    local byz = {}
+    for _, id in ipairs(rep.byzantine) do byz[id] = true end
+    for _, d in ipairs(rep.decision_list) do
+      if not byz[d.node] then
+        honest_decisions = honest_decisions + 1
+        if first[d.slot] then lat[#lat + 1] = d.t - first[d.slot] end
+      end
+    end
+    sort(lat)
+    local function pct(p)
+      if #lat == 0 then return nil end
+      local i = floor(p * (#lat - 1) + 0.5) + 1
+      return floor(lat[i] * 1000 + 0.5) / 1000
+    end
+    local secs = rep.sim_time_ms / 1000
+    return {
+      latency_ms = #lat > 0 and { p50 = pct(0.5), p99 = pct(0.99), max = pct(1) } or nil,
+      decisions_per_s = secs > 0 and floor(honest_decisions / secs * 1000 + 0.5) / 1000 or nil,
+      counters = rep.counters,
+    }
   end
 
   -- Run the simulation once.  opts: until_ms, slots (decisions each honest
@@ -483,9 +521,16 @@ return function(M)
     end
     for _, fn in ipairs(self.setup) do fn(box) end
     self.running = true
-    local ok, r = pcall(box._run, box, protocols, fns, self.name or "protocol", self.trace)
+    -- --svg and --shiviz draw from a trace: a temporary one unless --trace.
+    local viz = o.svg or o.shiviz
+    local trace_path = self.trace
+    if viz and not trace_path then trace_path = os_tmpname() end
+    local ok, r = pcall(box._run, box, protocols, fns, self.name or "protocol", trace_path)
     self.running = false
-    if not ok then error(r, 0) end
+    if not ok then
+      if viz and not self.trace then os_remove(trace_path) end
+      error(r, 0)
+    end
     if r.action_error then
       worsen(2)
       error("scenario action failed: " .. tostring(r.action_error), 0)
@@ -493,6 +538,13 @@ return function(M)
     local rep = build_report(self, r, slots)
     worsen(rep.status)
     self.report = rep
+    if viz then
+      local vok, err = pcall(function()
+        require("consensus.viz").render(rep, trace_path, o)
+      end)
+      if not self.trace then os_remove(trace_path) end
+      if not vok then error(err, 0) end
+    end
     return rep
   end
 
@@ -502,7 +554,8 @@ return function(M)
     "script", "seed", "nodes", "faulty", "byzantine", "threads", "messages",
     "delivered", "dropped", "duplicated", "bytes", "drops", "by_type", "crashes",
     "restarts", "sim_time_ms", "slots",
-    "honest", "decided", "agreement", "validity", "termination", "status",
+    "honest", "decided", "agreement", "validity", "termination", "uniqueness",
+    "status", "metrics",
     "violations", "decisions", "errors", "failed",
   }
 
@@ -529,6 +582,9 @@ return function(M)
       elseif v.kind == "integrity" then
         out[#out + 1] = format("INTEGRITY VIOLATED in slot %d at t=%.3f ms: node %d changed its decision from %s to %s",
           v.slot, v.t, v.node, show(v.other_value), show(v.value))
+      elseif v.kind == "uniqueness" then
+        out[#out + 1] = format("UNIQUENESS VIOLATED at t=%.3f ms: nodes %d and %d both claimed %s",
+          v.t, v.other, v.node, show(v.value))
       elseif v.kind == "validity" then
         out[#out + 1] = format("VALIDITY VIOLATED in slot %d at t=%.3f ms: node %d decided %s, which no honest node proposed",
           v.slot, v.t, v.node, show(v.value))
@@ -548,6 +604,26 @@ return function(M)
     L[#L + 1] = format("messages: %d sent, %d delivered, %d dropped, %d bytes",
       self.messages, self.delivered, self.dropped, self.bytes)
     L[#L + 1] = format("virtual time: %.3f ms", self.sim_time_ms)
+    local m = self.metrics
+    if m and m.latency_ms then
+      L[#L + 1] = format("latency proposal to decision: p50 %.3f ms, p99 %.3f ms, max %.3f ms",
+        m.latency_ms.p50, m.latency_ms.p99, m.latency_ms.max)
+    end
+    local types = {}
+    for name, c in M.sorted_pairs(self.by_type or {}) do
+      types[#types + 1] = format("%s %d", name, c.messages)
+    end
+    if #types > 0 then L[#L + 1] = "by type: " .. concat(types, ", ") end
+    local counters = {}
+    for name, n in M.sorted_pairs(self.counters or {}) do
+      counters[#counters + 1] = format("%s %d", name, n)
+    end
+    if #counters > 0 then L[#L + 1] = "counters: " .. concat(counters, ", ") end
+    local d = self.drops
+    if d and self.dropped > 0 then
+      L[#L + 1] = format("drops: %d loss, %d partition, %d at crashed nodes, %d inbox overflow",
+        d.loss, d.partition, d.down, d.overflow)
+    end
     L[#L + 1] = format("decided: %d of %d honest nodes decided %d slot%s",
       self.decided, self.honest, self.slots, self.slots == 1 and "" or "s")
     local function ok(b) return b and "OK" or "VIOLATED" end

@@ -9,7 +9,7 @@
 local consensus = require "consensus"
 local cli = require "consensus.cli"
 
-local ipairs, loadfile, print = ipairs, loadfile, print
+local ipairs, loadfile, print, require = ipairs, loadfile, print, require
 local table_unpack, format = table.unpack, string.format
 local version = _VERSION
 local G = _G
@@ -28,6 +28,13 @@ return function(argv)
   end
   if not script then
     cli.usage_error("no SCRIPT given (try: consensus-lua scripts/pbft_like.lua, or --help)")
+  end
+  -- Modes that run the script several times, in other processes.
+  if opts.sweep then
+    return require("consensus.sweep").main(opts, script, rest, argv)
+  end
+  if opts.check_determinism then
+    return require("consensus.selfcheck").main(opts, script, rest, argv)
   end
   local chunk, err = loadfile(script)
   if not chunk then

@@ -39,8 +39,8 @@ static void test_agreement_violation_when_honest_nodes_differ(void **state)
     const cs_violation *v;
 
     (void)state;
-    assert_int_equal(cs__check_propose(c, 1, 0, A), CS_OK);
-    assert_int_equal(cs__check_propose(c, 1, 0, B), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 1, 0, 0, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 1, 0, 0, B), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 1, 100, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 2, 1, 1, 100, A), CS_OK);
     assert_int_equal(viols(c, &v), 0);
@@ -56,7 +56,7 @@ static void test_agreement_violation_when_honest_nodes_differ(void **state)
     assert_int_equal(v[0].other_len, 5);
     assert_memory_equal(v[0].other_val, "alpha", 5);
     /* Another slot is judged on its own. */
-    assert_int_equal(cs__check_propose(c, 2, 0, B), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 2, 0, 0, B), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 2, 200, B), CS_OK);
     assert_int_equal(viols(c, &v), 1);
     cs__check_free(c);
@@ -69,7 +69,7 @@ static void test_no_violation_for_byzantine_decision(void **state)
     const cs_decision *d;
 
     (void)state;
-    assert_int_equal(cs__check_propose(c, 1, 0, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 1, 0, 0, A), CS_OK);
     /* A Byzantine node decides first, an unproposed value: it neither
      * sets the slot's reference nor counts for validity. */
     assert_int_equal(cs__check_decide(c, 3, 0, 1, 50, B), CS_OK);
@@ -93,8 +93,8 @@ static void test_integrity_violation_when_node_changes_value(void **state)
     const cs_violation *v;
 
     (void)state;
-    assert_int_equal(cs__check_propose(c, 7, 0, A), CS_OK);
-    assert_int_equal(cs__check_propose(c, 7, 0, B), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 7, 0, 0, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 7, 0, 0, B), CS_OK);
     assert_int_equal(cs__check_decide(c, 2, 1, 7, 10, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 2, 1, 7, 20, B), CS_OK);
     assert_int_equal(viols(c, &v), 1);
@@ -117,7 +117,7 @@ static void test_repeat_decision_is_not_new_slot(void **state)
     const cs_decision *d;
 
     (void)state;
-    assert_int_equal(cs__check_propose(c, 0, 0, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 0, 0, 0, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 0, 10, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 0, 20, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 0, 30, A), CS_OK);
@@ -144,7 +144,7 @@ static void test_validity_violation_when_not_proposed(void **state)
     const cs_violation *v;
 
     (void)state;
-    assert_int_equal(cs__check_propose(c, 1, 0, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 1, 0, 0, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 1, 10, B), CS_OK);
     assert_int_equal(viols(c, &v), 1);
     assert_int_equal(v[0].kind, CS_V_VALIDITY);
@@ -172,10 +172,10 @@ static void test_no_validity_violation_when_proposed_for_slot(void **state)
     const cs_violation *v;
 
     (void)state;
-    assert_int_equal(cs__check_propose(c, 4, 0, B), CS_OK);
-    assert_int_equal(cs__check_propose(c, 4, 0, A), CS_OK);
-    assert_int_equal(cs__check_propose(c, 4, 0, A), CS_OK);  /* again */
-    assert_int_equal(cs__check_propose(c, 5, 0, "", 0), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 4, 0, 0, B), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 4, 0, 0, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 4, 0, 0, A), CS_OK);  /* again */
+    assert_int_equal(cs__check_propose(c, 0, 5, 0, 0, "", 0), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 4, 10, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 1, 1, 4, 11, A), CS_OK);
     assert_int_equal(cs__check_decide(c, 0, 1, 5, 12, "", 0), CS_OK);
@@ -190,7 +190,7 @@ static void test_no_validity_violation_when_proposed_any(void **state)
     int64_t slot;
 
     (void)state;
-    assert_int_equal(cs__check_propose(c, 0, 1, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 0, 0, 1, 0, A), CS_OK);
     for (slot = -3; slot < 100; slot++) {
         assert_int_equal(cs__check_decide(c, 0, 1, slot, slot + 10, A),
                          CS_OK);
@@ -315,7 +315,7 @@ static void test_alloc_failure_returns_enomem(void **state)
     for (n = 1; n < 8; n++) {
         for (i = 0; i < 40; i++) {
             cs_fail_alloc_at(n);
-            rc = cs__check_propose(c, i, 0, &i, sizeof i);
+            rc = cs__check_propose(c, 0, i, 0, 0, &i, sizeof i);
             cs_fail_alloc_at(0);
             assert_true(rc == CS_OK || rc == CS_ENOMEM);
             cs_fail_alloc_at(n);
@@ -369,6 +369,45 @@ static cs_sim *plan_run(const plan *p, int validity, int byz)
     }
     assert_int_equal(cs_sim_run(sim, &cb), CS_OK);
     return sim;
+}
+
+static void test_unique_violation_when_two_nodes_claim_one_key(void **state)
+{
+    cs_check *c = new_check(4, 1);
+    const cs_violation *v;
+
+    (void)state;
+    assert_int_equal(cs__check_claim(c, 1, 10, "leader/4", 8), CS_OK);
+    assert_int_equal(cs__check_claim(c, 1, 20, "leader/4", 8), CS_OK);
+    assert_int_equal(cs__check_claim(c, 2, 30, "leader/5", 8), CS_OK);
+    assert_int_equal(viols(c, &v), 0);      /* repeats and new keys */
+    assert_int_equal(cs__check_claim(c, 3, 40, "leader/4", 8), CS_OK);
+    assert_int_equal(viols(c, &v), 1);
+    assert_int_equal(v[0].kind, CS_V_UNIQUE);
+    assert_int_equal(v[0].node, 3);
+    assert_int_equal(v[0].other, 1);
+    assert_int_equal(v[0].at, 40);
+    assert_memory_equal(v[0].val, "leader/4", 8);
+    cs__check_free(c);
+}
+
+static void test_proposals_keep_first_node_and_time(void **state)
+{
+    cs_check *c = new_check(4, 1);
+    const cs_proposal *p;
+
+    (void)state;
+    assert_int_equal(cs__check_propose(c, 2, 7, 0, 55, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 3, 7, 0, 60, A), CS_OK);
+    assert_int_equal(cs__check_propose(c, 1, 0, 1, 70, B), CS_OK);
+    assert_int_equal(cs__check_proposals(c, &p), 2);
+    assert_int_equal(p[0].node, 2);
+    assert_int_equal(p[0].slot, 7);
+    assert_int_equal(p[0].at, 55);
+    assert_int_equal(p[0].any, 0);
+    assert_int_equal(p[1].any, 1);
+    assert_memory_equal(p[1].val, "bravo", 5);
+    cs__check_free(c);
 }
 
 static void test_sim_agreement_and_byzantine_exclusion(void **state)
@@ -435,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_decisions_copy_values_in_order),
         cmocka_unit_test(test_violations_capped),
         cmocka_unit_test(test_alloc_failure_returns_enomem),
+        cmocka_unit_test(test_unique_violation_when_two_nodes_claim_one_key),
+        cmocka_unit_test(test_proposals_keep_first_node_and_time),
         cmocka_unit_test(test_sim_agreement_and_byzantine_exclusion),
         cmocka_unit_test(test_sim_byzantine_proposal_does_not_validate),
     };
