@@ -125,7 +125,7 @@ static int l_newsim(lua_State *L)
                           "ms, probabilities within [0, 1])");
     }
 
-    box = lua_newuserdatauv(L, sizeof *box, 0);
+    box = lua_newuserdatauv(L, sizeof *box, 1);    /* uv 1: results */
     box->sim = NULL;                /* closed until created */
     luaL_setmetatable(L, LCS_SIM);
     box->f = (uint32_t)faulty;
@@ -367,6 +367,18 @@ static int l_clock(lua_State *L)
         return luaL_argerror(L, 4, "drift must be > -1");
     }
     return 0;
+}
+
+/* The notes nodes made so far (from a scenario action), or {}. */
+static int l_notes(lua_State *L)
+{
+    checkbox(L);
+    if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+        lua_newtable(L);
+        return 1;
+    }
+    lua_getfield(L, -1, "notes");
+    return 1;
 }
 
 static int l_down(lua_State *L)
@@ -810,6 +822,8 @@ static int l_run(lua_State *L)
     cb.restart = lcs_node_restart;
     cb.trace = lcs_trace_rec;
     box->run = run;
+    lua_pushvalue(L, results);      /* readable from actions: box:_notes() */
+    lua_setiuservalue(L, 1, 1);
     rc = cs_sim_run(box->sim, &cb);
     box->run = NULL;
     if (run->trace != NULL) {
@@ -856,6 +870,7 @@ static const luaL_Reg box_methods[] = {
     {"_clock", l_clock},
     {"_now", l_now},
     {"_down", l_down},
+    {"_notes", l_notes},
     {"_byzantine", l_byzantine},
     {"_at", l_at},
     {"_run", l_run},

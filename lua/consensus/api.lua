@@ -278,6 +278,12 @@ return function(M)
     return self.box ~= nil and self.running and self.box:_down(id) or false
   end
 
+  -- The notes nodes made so far, in time order (from a scenario action:
+  -- what the nodes have said up to now).
+  function Sim:notes()
+    return self.box and self.box:_notes() or {}
+  end
+
   -- The virtual time of the running simulation (ms).
   function Sim:now()
     return (self.box and self.running) and self.box:_now() or 0
@@ -555,7 +561,7 @@ return function(M)
     "delivered", "dropped", "duplicated", "bytes", "drops", "by_type", "crashes",
     "restarts", "sim_time_ms", "slots",
     "honest", "decided", "agreement", "validity", "termination", "uniqueness",
-    "status", "metrics",
+    "status", "metrics", "extra",
     "violations", "decisions", "errors", "failed",
   }
 
