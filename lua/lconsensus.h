@@ -74,6 +74,10 @@ typedef struct lcs_node {
     unsigned char *saved;
     size_t saved_len;
     int has_saved;
+    /* --data-dir: node.store snapshots (node:sync) and decisions, each an
+     * append-only log of this node's own (struct cs_log *) */
+    void *store_log;
+    void *dec_log;
 } lcs_node;
 
 /* One call of consensus._run: the node states and what the main state
@@ -139,6 +143,8 @@ void lcs_node_crash(void *ud, cs_sim *sim, uint32_t node, int flags);
 int lcs_node_restart(void *ud, cs_sim *sim, uint32_t node);
 /* The name of timer 'tag' of a node, pushed on L (nil if unknown). */
 void lcs_node_timer_name(lcs_node *nd, uint32_t tag, lua_State *L);
+/* Set node.store from the saved snapshot (recovery); raises nothing. */
+void lcs_node_restore(lcs_node *nd);
 /* The cs_callbacks node entries; 'ud' is the run (lcs_run). */
 int lcs_node_start(void *ud, cs_sim *sim, uint32_t node);
 int lcs_node_message(void *ud, cs_sim *sim, uint32_t node, uint32_t from,

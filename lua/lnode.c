@@ -28,6 +28,7 @@
 #include "lconsensus.h"
 #include "cs_int.h"
 #include "ltransfer.h"
+#include "cs_log.h"
 
 #include <lualib.h>
 #include <math.h>
@@ -362,6 +363,25 @@ static int m_decide(lua_State *L)
         != CS_OK) {
         return luaL_error(L, "decide: out of memory");
     }
+    if (nd->dec_log != NULL) {
+        /* A record: the slot (8 bytes, little-endian), then the value. */
+        unsigned char *rec = malloc(8 + nd->wbuf.len);
+        int i, rc;
+
+        if (rec == NULL) {
+            return luaL_error(L, "decide: out of memory");
+        }
+        for (i = 0; i < 8; i++) {
+            rec[i] = (unsigned char)((uint64_t)slot >> (8 * i));
+        }
+        memcpy(rec + 8, nd->wbuf.p, nd->wbuf.len);
+        rc = cs_log_append(nd->dec_log, rec, 8 + nd->wbuf.len);
+        free(rec);
+        if (rc != CS_OK) {
+            return luaL_error(L, "decide: cannot write the decision log: %s",
+                              cs_strerror(rc));
+        }
+    }
     return 0;
 }
 
@@ -474,6 +494,17 @@ static int m_sync(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     snapshot(L, nd, 1, &nd->synced, &nd->synced_len);
+    if (nd->store_log != NULL) {
+        /* Durable before sync returns: the log fsyncs every append. */
+        int rc = cs_log_append(nd->store_log, nd->synced, nd->synced_len);
+
+        if (rc != CS_OK) {
+            return luaL_error(L, "sync: cannot write node.store to the data "
+                              "directory: %s", cs_log_errno(nd->store_log)
+                              ? strerror(cs_log_errno(nd->store_log))
+                              : cs_strerror(rc));
+        }
+    }
     return 0;
 }
 
@@ -677,6 +708,9 @@ void lcs_node_close(lcs_node *nd)
 void lcs_node_free(lcs_node *nd)
 {
     lcs_node_close(nd);
+    cs_log_free(nd->store_log);
+    cs_log_free(nd->dec_log);
+    nd->store_log = nd->dec_log = NULL;
     free(nd->type_msgs);
     free(nd->type_bytes);
     free(nd->synced);
@@ -758,6 +792,16 @@ static int restore_store(lua_State *L)
     return 0;
 }
 
+void lcs_node_restore(lcs_node *nd)
+{
+    lua_pushcfunction(nd->L, restore_store);
+    lua_pushlightuserdata(nd->L, nd);
+    lua_pushvalue(nd->L, S_NODE);
+    if (lua_pcall(nd->L, 2, 0, 0) != LUA_OK) {
+        lua_pop(nd->L, 1);
+    }
+}
+
 int lcs_node_restart(void *ud, cs_sim *sim, uint32_t node)
 {
     lcs_run *run = ud;
@@ -777,12 +821,7 @@ int lcs_node_restart(void *ud, cs_sim *sim, uint32_t node)
         return 1;
     }
     lcs_node_install(nd);
-    lua_pushcfunction(nd->L, restore_store);
-    lua_pushlightuserdata(nd->L, nd);
-    lua_pushvalue(nd->L, S_NODE);
-    if (lua_pcall(nd->L, 2, 0, 0) != LUA_OK) {
-        lua_pop(nd->L, 1);
-    }
+    lcs_node_restore(nd);
     return lcs_node_start(run, sim, node);
 }
 

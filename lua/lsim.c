@@ -20,6 +20,7 @@
  */
 #include "lconsensus.h"
 #include "ltransfer.h"
+#include "cs_log.h"
 
 #include <errno.h>
 #include <math.h>
@@ -732,12 +733,105 @@ static void trace_header(lcs_run *run, uint32_t f)
     fputs("]}\n", out);
 }
 
-/* box:_run(protocols, actions, name, trace_path) -> results */
+/* ------------------------------------------------------- data dir */
+
+typedef struct last_rec {
+    unsigned char *p;
+    size_t len;
+    int found;
+} last_rec;
+
+static int keep_last(void *ud, uint64_t index, const void *data, size_t len)
+{
+    last_rec *l = ud;
+    unsigned char *copy = malloc(len ? len : 1);
+
+    (void)index;
+    if (copy == NULL) {
+        return CS_ENOMEM;
+    }
+    memcpy(copy, data, len);
+    free(l->p);
+    l->p = copy;
+    l->len = len;
+    l->found = 1;
+    return CS_OK;
+}
+
+/* Open (or recover) one log of the data directory; raises on failure
+ * with the file named. */
+static cs_log *open_log(lua_State *L, const char *dir, unsigned node,
+                        const char *what)
+{
+    char path[4096];
+    cs_log_recovery rec;
+    cs_log *lg = NULL;
+    int rc;
+
+    snprintf(path, sizeof path, "%s/node-%u.%s", dir, node, what);
+    memset(&rec, 0, sizeof rec);
+    rc = cs_log_open(&lg, path, CS_LOG_SYNC_EACH, &rec);
+    if (rc == CS_ECORRUPT) {
+        luaL_error(L, "data directory: %s is corrupt at byte %d (a damaged "
+                   "record before valid ones; refusing to use it)", path,
+                   (int)rec.bad_offset);
+    } else if (rc != CS_OK) {
+        luaL_error(L, "data directory: cannot open %s: %s", path,
+                   rec.err ? strerror(rec.err) : cs_strerror(rc));
+    }
+    return lg;
+}
+
+/* --data-dir: each node's node.store starts from its last synced
+ * snapshot; decisions are appended to a log of its own.  Sets
+ * results.recovered = {stores =, decisions =}. */
+static void open_data_dir(lua_State *L, lcs_run *run, const char *dir,
+                          int results)
+{
+    lua_Integer stores = 0, decisions = 0;
+    uint32_t i;
+    int err = 0;
+
+    if (cs_log_mkdir(dir, &err) != CS_OK) {
+        luaL_error(L, "data directory %s: %s", dir,
+                   err ? strerror(err) : "cannot create it");
+    }
+    for (i = 0; i < run->n; i++) {
+        lcs_node *nd = &run->nodes[i];
+        last_rec last = { NULL, 0, 0 };
+
+        nd->store_log = open_log(L, dir, i, "store");
+        nd->dec_log = open_log(L, dir, i, "decisions");
+        if (cs_log_iter(nd->store_log, keep_last, &last) != CS_OK) {
+            free(last.p);
+            luaL_error(L, "data directory: cannot read node %d's store",
+                       (int)i);
+        }
+        if (last.found) {
+            free(nd->saved);
+            nd->saved = last.p;
+            nd->saved_len = last.len;
+            nd->has_saved = 1;
+            lcs_node_restore(nd);
+            stores++;
+        }
+        decisions += (lua_Integer)cs_log_count(nd->dec_log);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, stores);
+    lua_setfield(L, -2, "stores");
+    lua_pushinteger(L, decisions);
+    lua_setfield(L, -2, "decisions");
+    lua_setfield(L, results, "recovered");
+}
+
+/* box:_run(protocols, actions, name, trace_path, data_dir) -> results */
 static int l_run(lua_State *L)
 {
     simbox *box = checkbox(L);
     const char *name = luaL_optstring(L, 4, "protocol");
     const char *trace = luaL_optstring(L, 5, NULL);
+    const char *data_dir = luaL_optstring(L, 6, NULL);
     cs_callbacks cb;
     lcs_run *run;
     uint32_t i, n;
@@ -750,9 +844,9 @@ static int l_run(lua_State *L)
     }
     box->ran = 1;
     n = cs_sim_nodes(box->sim);
-    lua_settop(L, 5);   /* [box, protocols, actions, name, trace] */
+    lua_settop(L, 6);   /* [box, protocols, actions, name, trace, dir] */
 
-    run = lua_newuserdatauv(L, sizeof *run, 0);    /* 6 */
+    run = lua_newuserdatauv(L, sizeof *run, 0);    /* 7 */
     memset(run, 0, sizeof *run);
     luaL_setmetatable(L, LCS_RUN);
     run->L = L;
@@ -761,8 +855,8 @@ static int l_run(lua_State *L)
     run->strict = box->strict;
     run->sim = box->sim;
     run->actions_idx = 3;
-    lua_newtable(L);                                /* 7: results */
-    results = 7;
+    lua_newtable(L);                                /* 8: results */
+    results = 8;
     run->results_idx = results;
     lua_newtable(L);
     lua_setfield(L, results, "notes");
@@ -770,8 +864,8 @@ static int l_run(lua_State *L)
     lua_setfield(L, results, "errors");
     lua_newtable(L);
     lua_setfield(L, results, "counters");
-    lua_newtable(L);                                /* 8: transfer cache */
-    cache = 8;
+    lua_newtable(L);                                /* 9: transfer cache */
+    cache = 9;
 
     run->protocols_idx = 2;
     run->cache_idx = cache;
@@ -811,6 +905,9 @@ static int l_run(lua_State *L)
         lcs_node_install(nd);
     }
 
+    if (data_dir != NULL) {
+        open_data_dir(L, run, data_dir, results);
+    }
     memset(&cb, 0, sizeof cb);
     cb.ud = run;
     cb.start = lcs_node_start;
@@ -841,7 +938,7 @@ static int l_run(lua_State *L)
 
     /* The node states are done; free them before building results. */
     lua_pushcfunction(L, run_gc);
-    lua_pushvalue(L, 6);
+    lua_pushvalue(L, 7);
     lua_call(L, 1, 0);
     if (rc != CS_OK && rc != CS_ESTOPPED) {
         return luaL_error(L, "run: %s", cs_strerror(rc));

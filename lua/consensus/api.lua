@@ -183,6 +183,7 @@ return function(M)
       error("sim: overflow must be drop_newest, drop_random or block", 2)
     end
     s.trace = cfg.trace or o.trace
+    s.data_dir = cfg.data_dir or o.data_dir
     s.protocols, s.byz, s.actions, s.setup = {}, {}, {}, {}
     return s
   end
@@ -383,6 +384,7 @@ return function(M)
     rep.crashes, rep.restarts = r.crashes, r.restarts
     rep.by_type = r.by_type
     rep.counters = r.counters
+    rep.recovered = r.recovered
     rep.proposals = r.proposals
     rep.sim_time_ms = r.end_ms
     rep.failed = r.failed
@@ -531,7 +533,8 @@ return function(M)
     local viz = o.svg or o.shiviz
     local trace_path = self.trace
     if viz and not trace_path then trace_path = os_tmpname() end
-    local ok, r = pcall(box._run, box, protocols, fns, self.name or "protocol", trace_path)
+    local ok, r = pcall(box._run, box, protocols, fns, self.name or "protocol", trace_path,
+      self.data_dir)
     self.running = false
     if not ok then
       if viz and not self.trace then os_remove(trace_path) end
@@ -561,7 +564,7 @@ return function(M)
     "delivered", "dropped", "duplicated", "bytes", "drops", "by_type", "crashes",
     "restarts", "sim_time_ms", "slots",
     "honest", "decided", "agreement", "validity", "termination", "uniqueness",
-    "status", "metrics", "extra",
+    "status", "metrics", "recovered", "extra",
     "violations", "decisions", "errors", "failed",
   }
 
