@@ -28,109 +28,15 @@
  * or by the main thread between rounds: no lock.  Lock order: there is
  * only one lock, and no callback runs while it is held.
  */
-#include "cs_int.h"
+#include "sim_int.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT, REC_TRACE,
-       REC_CLAIM };
-
-typedef struct record {
-    cs_time at;
-    uint64_t seq;
-    uint32_t node;
-    int type;           /* REC_* */
-    int kind;           /* embedder's kind for REC_OUTPUT */
-    int64_t slot;
-    size_t len;
-    void *data;         /* owned */
-    cs_trace_rec tr;    /* REC_TRACE */
-} record;
-
-typedef struct vec {
-    void *p;
-    size_t len, cap;
-} vec;
-
-typedef struct node_rt {
-    cs_heap heap;
-    cs_rng rng;
-    cs_time now;
-    uint64_t seq;           /* orders this node's sends, timers, records */
-    uint32_t *tgen;         /* timer generation per tag */
-    uint32_t ntgen;
-    vec outbox;             /* cs_event, dst set */
-    vec recs;               /* record */
-    vec blocked;            /* cs_event waiting for inbox room (BLOCK) */
-    uint32_t inbox;         /* messages pending in 'heap' */
-    cs_time paused_until;   /* events before this wait for it */
-    cs_time skew;           /* local clock = now + skew + drift * now */
-    double drift;
-    cs_rng brng;            /* the barrier's draws for this node */
-    cs_stats st;            /* this node's share of the counters */
-    unsigned char byz, failed, down;
-} node_rt;
-
-enum { ACT_USER, ACT_CRASH, ACT_RESTART, ACT_PAUSE };
-
-typedef struct action {
-    cs_time at;
-    uint64_t seq;
-    uint64_t id;            /* ACT_USER: the embedder's id */
-    int type;               /* ACT_* */
-    uint32_t node;
-    int flags;
-    cs_time arg;            /* ACT_PAUSE: duration */
-} action;
-
-enum { PHASE_START, PHASE_WINDOW };
-
-/* Timer tags index a per-node array; past this the array would not fit
- * (and doubling a uint32_t capacity would wrap to 0 and never end). */
-#define MAX_TAG 0x7fffffffu
-
-struct cs_sim {
-    cs_sim_config cfg;
-    cs_time lookahead;
-    node_rt *nodes;
-    cs_check *check;
-    action *acts;           /* min-heap by (at, seq) */
-    size_t nacts, capacts;
-    uint64_t act_seq;
-    atomic_int stop;
-    atomic_int err;         /* first CS_ENOMEM seen by a worker */
-    int running;
-    cs_faults faults;
-    size_t nblocked;        /* events in all 'blocked' lists */
-
-    /* the current phase, set by the main thread before a round */
-    const cs_callbacks *cb;
-    int phase;
-    cs_time wend;
-    uint32_t *active;
-    size_t nactive;
-    atomic_size_t next;
-
-    /* the worker pool */
-    pthread_mutex_t lock;
-    pthread_cond_t go, done;
-    uint64_t round;
-    unsigned busy;          /* workers still in the round */
-    int quit;
-    pthread_t *th;
-    unsigned nth;
-
-    record *recbuf;         /* barrier scratch */
-    size_t caprec;
-    vec extra;              /* records made at the barrier itself */
-    cs_time end;
-};
-
 /* ------------------------------------------------------------- helpers */
 
-static int vec_push(vec *v, const void *item, size_t size)
+int cs__vec_push(vec *v, const void *item, size_t size)
 {
     if (v->len == v->cap) {
         size_t ncap = v->cap ? v->cap * 2 : 8;
@@ -147,7 +53,7 @@ static int vec_push(vec *v, const void *item, size_t size)
     return CS_OK;
 }
 
-static void note_err(cs_sim *sim, int rc)
+void cs__sim_err(cs_sim *sim, int rc)
 {
     int zero = 0;
 
@@ -244,7 +150,7 @@ int cs_sim_new(cs_sim **out, const cs_sim_config *cfg)
     return CS_OK;
 }
 
-static void free_recs(vec *v)
+void cs__free_recs(vec *v)
 {
     size_t i;
 
@@ -254,7 +160,7 @@ static void free_recs(vec *v)
     v->len = 0;
 }
 
-static void free_outbox(vec *v)
+void cs__free_outbox(vec *v)
 {
     size_t i;
 
@@ -276,16 +182,16 @@ void cs_sim_free(cs_sim *sim)
             node_rt *n = &sim->nodes[i];
 
             cs__heap_fini(&n->heap);
-            free_outbox(&n->outbox);
-            free_outbox(&n->blocked);
-            free_recs(&n->recs);
+            cs__free_outbox(&n->outbox);
+            cs__free_outbox(&n->blocked);
+            cs__free_recs(&n->recs);
             cs_free(n->outbox.p);
             cs_free(n->blocked.p);
             cs_free(n->recs.p);
             cs_free(n->tgen);
         }
     }
-    free_recs(&sim->extra);
+    cs__free_recs(&sim->extra);
     cs_free(sim->extra.p);
     cs__faults_fini(&sim->faults);
     cs__check_free(sim->check);
@@ -438,7 +344,7 @@ void cs_sim_stop(cs_sim *sim)
 /* ------------------------------------------------------ node-side calls */
 
 /* Record a trace event for 'node' (only with cfg.trace). */
-static void trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
+void cs__sim_trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
                   uint64_t seq, const cs_trace_rec *tr)
 {
     record r;
@@ -452,12 +358,12 @@ static void trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
     r.tr = *tr;
     r.tr.at = at;
     r.tr.node = node;
-    if ((rc = vec_push(into, &r, sizeof r)) != CS_OK) {
-        note_err(sim, rc);
+    if ((rc = cs__vec_push(into, &r, sizeof r)) != CS_OK) {
+        cs__sim_err(sim, rc);
     }
 }
 
-static void trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
+void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
                       uint32_t peer, uint32_t src, uint64_t id,
                       const cs_msg *msg, int reason, cs_time arg)
 {
@@ -472,7 +378,7 @@ static void trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
     tr.size = (uint32_t)cs_msg_len(msg);
     tr.reason = reason;
     tr.arg = arg;
-    trace(sim, &n->recs, node, n->now, n->seq++, &tr);
+    cs__sim_trace(sim, &n->recs, node, n->now, n->seq++, &tr);
 }
 
 static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
@@ -488,13 +394,13 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     ev.tag = 0;
     ev.gen = 0;
     ev.msg = cs_msg_ref(msg);
-    if ((rc = vec_push(&n->outbox, &ev, sizeof ev)) != CS_OK) {
+    if ((rc = cs__vec_push(&n->outbox, &ev, sizeof ev)) != CS_OK) {
         cs_msg_unref(msg);
-        note_err(sim, rc);
+        cs__sim_err(sim, rc);
         return rc;
     }
     if (sim->cfg.trace) {
-        trace_msg(sim, n, from, kind, to, from, ev.seq, msg, 0, ev.at);
+        cs__sim_trace_msg(sim, n, from, kind, to, from, ev.seq, msg, 0, ev.at);
     }
     return rc;
 }
@@ -523,7 +429,7 @@ static void drop_at_send(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     if (sim->cfg.trace) {
         uint64_t id = n->seq;
 
-        trace_msg(sim, n, from, CS_TR_DROP, to, from, id, msg, reason, 0);
+        cs__sim_trace_msg(sim, n, from, CS_TR_DROP, to, from, id, msg, reason, 0);
     }
 }
 
@@ -608,7 +514,7 @@ int cs_sim_set_timer(cs_sim *sim, uint32_t node, uint32_t tag, cs_time delay)
     }
     n = &sim->nodes[node];
     if (tag >= n->ntgen && (rc = grow_tags(n, tag)) != CS_OK) {
-        note_err(sim, rc);
+        cs__sim_err(sim, rc);
         return rc;
     }
     if (n->drift != 0.0) {
@@ -627,7 +533,7 @@ int cs_sim_set_timer(cs_sim *sim, uint32_t node, uint32_t tag, cs_time delay)
     ev.gen = ++n->tgen[tag];
     ev.msg = NULL;
     if ((rc = cs__heap_push(&n->heap, &ev)) != CS_OK) {
-        note_err(sim, rc);
+        cs__sim_err(sim, rc);
     }
     return rc;
 }
@@ -686,15 +592,15 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
     r.slot = slot;
     r.len = len;
     if ((r.data = cs_malloc(len)) == NULL) {
-        note_err(sim, CS_ENOMEM);
+        cs__sim_err(sim, CS_ENOMEM);
         return CS_ENOMEM;
     }
     if (len > 0) {
         memcpy(r.data, data, len);
     }
-    if ((rc = vec_push(&n->recs, &r, sizeof r)) != CS_OK) {
+    if ((rc = cs__vec_push(&n->recs, &r, sizeof r)) != CS_OK) {
         cs_free(r.data);
-        note_err(sim, rc);
+        cs__sim_err(sim, rc);
     }
     return rc;
 }
@@ -743,449 +649,6 @@ uint32_t cs_sim_decided(const cs_sim *sim, uint32_t node)
     return node < sim->cfg.nodes ? cs__check_decided(sim->check, node) : 0;
 }
 
-/* ---------------------------------------------------------- the workers */
-
-/* Handle node 'id' for the current phase.  Runs on exactly one thread. */
-static void run_node(cs_sim *sim, uint32_t id)
-{
-    const cs_callbacks *cb = sim->cb;
-    node_rt *n = &sim->nodes[id];
-    cs_event ev;
-    int rc;
-
-    if (sim->phase == PHASE_START) {
-        n->now = 0;
-        if (cb->start != NULL && cb->start(cb->ud, sim, id) != 0) {
-            n->failed = 1;
-        }
-        return;
-    }
-    while (n->heap.len > 0 && cs__heap_top(&n->heap)->at < sim->wend) {
-        cs__heap_pop(&n->heap, &ev);
-        if (ev.msg != NULL) {
-            n->inbox--;
-        }
-        if (ev.at < n->paused_until) {
-            /* A stalled node: the event waits for the end of the pause.
-             * Its own heap, so pushing from this worker is safe. */
-            ev.at = n->paused_until;
-            if ((rc = cs__heap_push(&n->heap, &ev)) != CS_OK) {
-                note_err(sim, rc);
-                cs_msg_unref(ev.msg);
-            } else if (ev.msg != NULL) {
-                n->inbox++;
-            }
-            continue;
-        }
-        if (ev.msg != NULL) {
-            n->now = ev.at;
-            if (n->down) {
-                n->st.dropped++;
-                n->st.dropped_down++;
-                if (sim->cfg.trace) {
-                    trace_msg(sim, n, id, CS_TR_DROP, ev.src, ev.src, ev.seq,
-                              ev.msg, CS_DROP_DOWN, 0);
-                }
-                cs_msg_unref(ev.msg);
-                continue;
-            }
-            if (n->failed) {
-                cs_msg_unref(ev.msg);   /* a failed node handles nothing */
-                continue;
-            }
-            n->st.delivered++;
-            if (sim->cfg.trace) {
-                trace_msg(sim, n, id, CS_TR_DELIVER, ev.src, ev.src, ev.seq,
-                          ev.msg, 0, 0);
-            }
-            rc = cb->message != NULL
-                     ? cb->message(cb->ud, sim, id, ev.src, ev.msg)
-                     : 0;
-            cs_msg_unref(ev.msg);
-        } else if (ev.tag < n->ntgen && ev.gen == n->tgen[ev.tag] &&
-                   !n->failed && !n->down) {
-            n->now = ev.at;
-            n->tgen[ev.tag]++;      /* fired: no longer pending */
-            n->st.timers++;
-            if (sim->cfg.trace) {
-                cs_trace_rec tr;
-
-                memset(&tr, 0, sizeof tr);
-                tr.kind = CS_TR_TIMER;
-                tr.peer = CS_NO_NODE;
-                tr.tag = ev.tag;
-                trace(sim, &n->recs, id, n->now, n->seq++, &tr);
-            }
-            rc = cb->timer != NULL ? cb->timer(cb->ud, sim, id, ev.tag) : 0;
-        } else {
-            continue;               /* a cancelled or replaced timer */
-        }
-        if (rc != 0) {
-            n->failed = 1;
-        }
-    }
-}
-
-static void do_work(cs_sim *sim)
-{
-    size_t i;
-
-    while ((i = atomic_fetch_add(&sim->next, 1)) < sim->nactive) {
-        run_node(sim, sim->active[i]);
-    }
-}
-
-static void *worker_main(void *arg)
-{
-    cs_sim *sim = arg;
-    uint64_t seen = 0;
-
-    for (;;) {
-        cs_mutex_lock(&sim->lock);
-        while (sim->round == seen && !sim->quit) {
-            cs_cond_wait(&sim->go, &sim->lock);
-        }
-        if (sim->quit) {
-            cs_mutex_unlock(&sim->lock);
-            return NULL;
-        }
-        seen = sim->round;
-        cs_mutex_unlock(&sim->lock);
-
-        do_work(sim);
-
-        cs_mutex_lock(&sim->lock);
-        if (--sim->busy == 0) {
-            cs_cond_signal(&sim->done);
-        }
-        cs_mutex_unlock(&sim->lock);
-    }
-}
-
-/* Run the phase described by sim->phase/active/wend on every thread. */
-static void run_round(cs_sim *sim)
-{
-    atomic_store(&sim->next, 0);
-    if (sim->nth == 0 || sim->nactive <= 1) {
-        do_work(sim);
-        return;
-    }
-    cs_mutex_lock(&sim->lock);
-    sim->round++;
-    sim->busy = sim->nth;
-    cs_cond_broadcast(&sim->go);
-    cs_mutex_unlock(&sim->lock);
-
-    do_work(sim);
-
-    cs_mutex_lock(&sim->lock);
-    while (sim->busy > 0) {
-        cs_cond_wait(&sim->done, &sim->lock);
-    }
-    cs_mutex_unlock(&sim->lock);
-}
-
-static int pool_start(cs_sim *sim)
-{
-    unsigned i;
-
-    sim->nth = 0;
-    if (sim->cfg.threads <= 1 || sim->cfg.nodes <= 1) {
-        return CS_OK;
-    }
-    CS_ASSERT(pthread_mutex_init(&sim->lock, NULL) == 0);
-    CS_ASSERT(pthread_cond_init(&sim->go, NULL) == 0);
-    CS_ASSERT(pthread_cond_init(&sim->done, NULL) == 0);
-    sim->round = 0;
-    sim->quit = 0;
-    sim->th = cs_calloc(sim->cfg.threads - 1, sizeof *sim->th);
-    if (sim->th == NULL) {
-        return CS_ENOMEM;
-    }
-    for (i = 0; i < sim->cfg.threads - 1; i++) {
-        if (pthread_create(&sim->th[i], NULL, worker_main, sim) != 0) {
-            break;          /* fewer workers only means less speed */
-        }
-        sim->nth++;
-    }
-    return CS_OK;
-}
-
-static void pool_stop(cs_sim *sim)
-{
-    unsigned i;
-
-    if (sim->cfg.threads <= 1 || sim->cfg.nodes <= 1) {
-        return;
-    }
-    if (sim->th != NULL) {
-        cs_mutex_lock(&sim->lock);
-        sim->quit = 1;
-        cs_cond_broadcast(&sim->go);
-        cs_mutex_unlock(&sim->lock);
-        for (i = 0; i < sim->nth; i++) {
-            CS_ASSERT(pthread_join(sim->th[i], NULL) == 0);
-        }
-        cs_free(sim->th);
-        sim->th = NULL;
-    }
-    pthread_cond_destroy(&sim->go);
-    pthread_cond_destroy(&sim->done);
-    pthread_mutex_destroy(&sim->lock);
-}
-
-/* ---------------------------------------------------------- the barrier */
-
-static int rec_cmp(const void *pa, const void *pb)
-{
-    const record *a = pa, *b = pb;
-
-    if (a->at != b->at) {
-        return a->at < b->at ? -1 : 1;
-    }
-    if (a->node != b->node) {
-        return a->node < b->node ? -1 : 1;
-    }
-    return a->seq < b->seq ? -1 : (a->seq > b->seq);
-}
-
-/* A message dropped at a full inbox, decided at the barrier: stamped with
- * the last instant of the window it was sent in, so the trace stays in
- * time order. */
-static void drop_overflow(cs_sim *sim, cs_event *ev)
-{
-    node_rt *d = &sim->nodes[ev->dst];
-
-    d->st.dropped++;
-    d->st.dropped_overflow++;
-    if (sim->cfg.trace) {
-        cs_trace_rec tr;
-
-        memset(&tr, 0, sizeof tr);
-        tr.kind = CS_TR_DROP;
-        tr.peer = ev->src;
-        tr.src = ev->src;
-        tr.id = ev->seq;
-        tr.msg_kind = cs_msg_kind(ev->msg);
-        tr.size = (uint32_t)cs_msg_len(ev->msg);
-        tr.reason = CS_DROP_OVERFLOW;
-        trace(sim, &sim->extra, ev->dst, sim->wend - 1, d->seq++, &tr);
-    }
-    cs_msg_unref(ev->msg);
-}
-
-static int push_inbox(node_rt *d, cs_event *ev)
-{
-    int rc = cs__heap_push(&d->heap, ev);
-
-    if (rc == CS_OK) {
-        d->inbox++;
-    } else {
-        cs_msg_unref(ev->msg);
-    }
-    return rc;
-}
-
-/* Hand one sent message (its reference with it) to its destination,
- * applying the inbox cap.  Main thread, at a barrier. */
-static int offer(cs_sim *sim, cs_event *ev)
-{
-    node_rt *d = &sim->nodes[ev->dst];
-    cs_event victim;
-    uint64_t k;
-    size_t i;
-    int rc;
-
-    if (sim->cfg.inbox_cap == 0 || d->inbox < sim->cfg.inbox_cap) {
-        return push_inbox(d, ev);
-    }
-    switch (sim->cfg.overflow) {
-    case CS_OVERFLOW_BLOCK:
-        if ((rc = vec_push(&d->blocked, ev, sizeof *ev)) != CS_OK) {
-            cs_msg_unref(ev->msg);
-            return rc;
-        }
-        sim->nblocked++;
-        return CS_OK;
-    case CS_OVERFLOW_DROP_RANDOM:
-        /* One of the pending messages or the new one, uniformly. */
-        k = cs_rng_below(&d->brng, (uint64_t)d->inbox + 1);
-        for (i = 0; k < d->inbox && i < d->heap.len; i++) {
-            if (d->heap.ev[i].msg != NULL && k-- == 0) {
-                cs__heap_remove(&d->heap, i, &victim);
-                d->inbox--;
-                drop_overflow(sim, &victim);
-                return push_inbox(d, ev);
-            }
-        }
-        drop_overflow(sim, ev);     /* the new one was drawn */
-        return CS_OK;
-    default:
-        drop_overflow(sim, ev);
-        return CS_OK;
-    }
-}
-
-/* Under CS_OVERFLOW_BLOCK, let waiting messages in as room appears, the
- * earliest (at, src, seq) first, arriving no earlier than the next
- * window. */
-static int unblock(cs_sim *sim)
-{
-    uint32_t i;
-    int rc = CS_OK;
-
-    for (i = 0; i < sim->cfg.nodes && sim->nblocked > 0; i++) {
-        node_rt *d = &sim->nodes[i];
-        cs_event *b = d->blocked.p;
-
-        while (d->blocked.len > 0 && d->inbox < sim->cfg.inbox_cap) {
-            size_t j, best = 0;
-            cs_event ev;
-
-            for (j = 1; j < d->blocked.len; j++) {
-                if (cs__event_less(&b[j], &b[best])) {
-                    best = j;
-                }
-            }
-            ev = b[best];
-            b[best] = b[--d->blocked.len];
-            sim->nblocked--;
-            if (ev.at < sim->wend) {
-                ev.at = sim->wend;
-            }
-            if (rc == CS_OK) {
-                rc = push_inbox(d, &ev);
-            } else {
-                cs_msg_unref(ev.msg);
-            }
-        }
-    }
-    return rc;
-}
-
-static int append_recs(cs_sim *sim, vec *v, size_t *nrec, int ok)
-{
-    if (!ok) {
-        free_recs(v);
-        return 0;
-    }
-    if (v->len > 0) {                   /* v->p may still be NULL */
-        memcpy(sim->recbuf + *nrec, v->p, v->len * sizeof(record));
-    }
-    *nrec += v->len;
-    v->len = 0;
-    return 1;
-}
-
-static int dispatch(cs_sim *sim, record *r)
-{
-    uint32_t id = r->node;
-    int honest = id < sim->cfg.nodes && !sim->nodes[id].byz;
-
-    switch (r->type) {
-    case REC_PROPOSE:
-    case REC_PROPOSE_ANY:
-        if (honest) {
-            return cs__check_propose(sim->check, id, r->slot,
-                                     r->type == REC_PROPOSE_ANY, r->at,
-                                     r->data, r->len);
-        }
-        return CS_OK;
-    case REC_CLAIM:
-        return honest ? cs__check_claim(sim->check, id, r->at, r->data,
-                                        r->len)
-                      : CS_OK;
-    case REC_DECIDE:
-        if (sim->cfg.trace && sim->cb->trace != NULL) {
-            cs_trace_rec tr;
-
-            memset(&tr, 0, sizeof tr);
-            tr.kind = CS_TR_DECIDE;
-            tr.at = r->at;
-            tr.node = id;
-            tr.peer = CS_NO_NODE;
-            tr.slot = r->slot;
-            tr.data = r->data;
-            tr.len = r->len;
-            sim->cb->trace(sim->cb->ud, sim, &tr);
-        }
-        return cs__check_decide(sim->check, id, honest, r->slot, r->at,
-                                r->data, r->len);
-    case REC_TRACE:
-        if (sim->cb->trace != NULL) {
-            sim->cb->trace(sim->cb->ud, sim, &r->tr);
-        }
-        return CS_OK;
-    default:
-        if (sim->cb->output != NULL) {
-            sim->cb->output(sim->cb->ud, sim, id, r->at, r->kind, r->data,
-                            r->len);
-        }
-        return CS_OK;
-    }
-}
-
-/* Move sends into destination heaps and hand the window's records to the
- * checker and the embedder, in (at, node, seq) order.  Main thread. */
-static int barrier(cs_sim *sim)
-{
-    size_t k, j, nrec;
-    int rc = CS_OK;
-
-    for (k = 0; k < sim->nactive; k++) {
-        node_rt *n = &sim->nodes[sim->active[k]];
-        cs_event *ev = n->outbox.p;
-
-        for (j = 0; j < n->outbox.len; j++) {
-            if (rc == CS_OK) {
-                rc = offer(sim, &ev[j]);
-            } else {
-                cs_msg_unref(ev[j].msg);
-            }
-        }
-        n->outbox.len = 0;
-        if (n->now > sim->end) {
-            sim->end = n->now;
-        }
-    }
-    if (rc == CS_OK && sim->nblocked > 0) {
-        rc = unblock(sim);
-    }
-    nrec = sim->extra.len;
-    for (k = 0; k < sim->nactive; k++) {
-        nrec += sim->nodes[sim->active[k]].recs.len;
-    }
-    if (nrec == 0) {
-        return rc;
-    }
-    if (nrec > sim->caprec) {
-        record *nb = cs_realloc(sim->recbuf, nrec * sizeof *nb);
-
-        if (nb == NULL) {
-            rc = CS_ENOMEM;
-        } else {
-            sim->recbuf = nb;
-            sim->caprec = nrec;
-        }
-    }
-    nrec = 0;
-    for (k = 0; k < sim->nactive; k++) {
-        append_recs(sim, &sim->nodes[sim->active[k]].recs, &nrec,
-                    rc == CS_OK);
-    }
-    append_recs(sim, &sim->extra, &nrec, rc == CS_OK);
-    if (nrec > 1) {                     /* recbuf is NULL after ENOMEM */
-        qsort(sim->recbuf, nrec, sizeof(record), rec_cmp);
-    }
-    for (k = 0; k < nrec; k++) {
-        if (rc == CS_OK) {
-            rc = dispatch(sim, &sim->recbuf[k]);
-        }
-        cs_free(sim->recbuf[k].data);
-    }
-    return rc;
-}
-
 /* True when every honest node that has not failed made its decisions. */
 static int all_decided(const cs_sim *sim)
 {
@@ -1216,7 +679,7 @@ static void trace_node(cs_sim *sim, uint32_t node, int kind, cs_time arg)
     tr.kind = kind;
     tr.peer = CS_NO_NODE;
     tr.arg = arg;
-    trace(sim, &sim->extra, node, n->now, n->seq++, &tr);
+    cs__sim_trace(sim, &sim->extra, node, n->now, n->seq++, &tr);
 }
 
 /* A node fault taking effect.  Main thread, workers idle. */
@@ -1301,7 +764,7 @@ static int flush_all(cs_sim *sim)
     for (i = 0; i < sim->cfg.nodes; i++) {
         sim->active[i] = i;
     }
-    return barrier(sim);
+    return cs__sim_barrier(sim);
 }
 
 static int loop(cs_sim *sim)
@@ -1318,8 +781,8 @@ static int loop(cs_sim *sim)
     for (i = 0; i < sim->cfg.nodes; i++) {
         sim->active[i] = i;
     }
-    run_round(sim);
-    if ((rc = barrier(sim)) != CS_OK) {
+    cs__pool_round(sim);
+    if ((rc = cs__sim_barrier(sim)) != CS_OK) {
         return rc;
     }
     sim->phase = PHASE_WINDOW;
@@ -1376,9 +839,9 @@ static int loop(cs_sim *sim)
                 sim->active[sim->nactive++] = i;
             }
         }
-        run_round(sim);
+        cs__pool_round(sim);
         sim->nodes[0].st.windows++;
-        if ((rc = barrier(sim)) != CS_OK) {
+        if ((rc = cs__sim_barrier(sim)) != CS_OK) {
             return rc;
         }
     }
@@ -1398,10 +861,10 @@ int cs_sim_run(cs_sim *sim, const cs_callbacks *cb)
     }
     sim->cb = cb;
     sim->running = 1;
-    if ((rc = pool_start(sim)) == CS_OK) {
+    if ((rc = cs__pool_start(sim)) == CS_OK) {
         rc = loop(sim);
     }
-    pool_stop(sim);
+    cs__pool_stop(sim);
     if (rc == CS_OK || rc == CS_ESTOPPED) {
         for (i = 0; i < sim->cfg.nodes; i++) {
             /* A crashed node cannot be asked to decide. */
@@ -1452,3 +915,4 @@ size_t cs_sim_proposals(const cs_sim *sim, const cs_proposal **out)
 {
     return cs__check_proposals(sim->check, out);
 }
+

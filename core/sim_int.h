@@ -1,0 +1,131 @@
+/*
+ * sim_int.h - the scheduler's shared state; private to sim.c, pool.c and
+ * barrier.c.  See sim.c for the design.
+ */
+#ifndef CS_SIM_INT_H
+#define CS_SIM_INT_H
+
+#include "cs_int.h"
+
+#include <stdatomic.h>
+
+enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT, REC_TRACE,
+       REC_CLAIM };
+
+typedef struct record {
+    cs_time at;
+    uint64_t seq;
+    uint32_t node;
+    int type;           /* REC_* */
+    int kind;           /* embedder's kind for REC_OUTPUT */
+    int64_t slot;
+    size_t len;
+    void *data;         /* owned */
+    cs_trace_rec tr;    /* REC_TRACE */
+} record;
+
+typedef struct vec {
+    void *p;
+    size_t len, cap;
+} vec;
+
+typedef struct node_rt {
+    cs_heap heap;
+    cs_rng rng;
+    cs_time now;
+    uint64_t seq;           /* orders this node's sends, timers, records */
+    uint32_t *tgen;         /* timer generation per tag */
+    uint32_t ntgen;
+    vec outbox;             /* cs_event, dst set */
+    vec recs;               /* record */
+    vec blocked;            /* cs_event waiting for inbox room (BLOCK) */
+    uint32_t inbox;         /* messages pending in 'heap' */
+    cs_time paused_until;   /* events before this wait for it */
+    cs_time skew;           /* local clock = now + skew + drift * now */
+    double drift;
+    cs_rng brng;            /* the barrier's draws for this node */
+    cs_stats st;            /* this node's share of the counters */
+    unsigned char byz, failed, down;
+} node_rt;
+
+enum { ACT_USER, ACT_CRASH, ACT_RESTART, ACT_PAUSE };
+
+typedef struct action {
+    cs_time at;
+    uint64_t seq;
+    uint64_t id;            /* ACT_USER: the embedder's id */
+    int type;               /* ACT_* */
+    uint32_t node;
+    int flags;
+    cs_time arg;            /* ACT_PAUSE: duration */
+} action;
+
+enum { PHASE_START, PHASE_WINDOW };
+
+/* Timer tags index a per-node array; past this the array would not fit
+ * (and doubling a uint32_t capacity would wrap to 0 and never end). */
+#define MAX_TAG 0x7fffffffu
+
+struct cs_sim {
+    cs_sim_config cfg;
+    cs_time lookahead;
+    node_rt *nodes;
+    cs_check *check;
+    action *acts;           /* min-heap by (at, seq) */
+    size_t nacts, capacts;
+    uint64_t act_seq;
+    atomic_int stop;
+    atomic_int err;         /* first CS_ENOMEM seen by a worker */
+    int running;
+    cs_faults faults;
+    size_t nblocked;        /* events in all 'blocked' lists */
+
+    /* the current phase, set by the main thread before a round */
+    const cs_callbacks *cb;
+    int phase;
+    cs_time wend;
+    uint32_t *active;
+    size_t nactive;
+    atomic_size_t next;
+
+    /* the worker pool */
+    pthread_mutex_t lock;
+    pthread_cond_t go, done;
+    uint64_t round;
+    unsigned busy;          /* workers still in the round */
+    int quit;
+    pthread_t *th;
+    unsigned nth;
+
+    record *recbuf;         /* barrier scratch */
+    size_t caprec;
+    vec extra;              /* records made at the barrier itself */
+    cs_time end;
+};
+
+
+/* sim.c */
+int cs__vec_push(vec *v, const void *item, size_t size);
+/* Remember the first error a worker met; the run returns it. */
+void cs__sim_err(cs_sim *sim, int rc);
+void cs__free_recs(vec *v);
+void cs__free_outbox(vec *v);
+/* Record a trace event for 'node' into 'into' (only with cfg.trace). */
+void cs__sim_trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
+                   uint64_t seq, const cs_trace_rec *tr);
+void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
+                       uint32_t peer, uint32_t src, uint64_t id,
+                       const cs_msg *msg, int reason, cs_time arg);
+
+/* pool.c: the worker threads. */
+int cs__pool_start(cs_sim *sim);
+void cs__pool_stop(cs_sim *sim);
+/* Run the phase described by sim->phase/active/wend on every thread. */
+void cs__pool_round(cs_sim *sim);
+
+/* barrier.c */
+/* Move sends into destination heaps and hand the window's records to the
+ * checker and the embedder, in (at, node, seq) order.  Main thread. */
+int cs__sim_barrier(cs_sim *sim);
+
+#endif
