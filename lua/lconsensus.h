@@ -78,6 +78,8 @@ typedef struct lcs_node {
      * append-only log of this node's own (struct cs_log *) */
     void *store_log;
     void *dec_log;
+    unsigned char sk[64];   /* this node's Ed25519 secret key */
+    uint64_t forgeries;     /* node:verify calls that failed */
 } lcs_node;
 
 /* One call of consensus._run: the node states and what the main state
@@ -103,7 +105,15 @@ typedef struct lcs_run {
     char **types;
     size_t *type_lens;
     uint32_t ntypes, captypes;
+    unsigned char *pks;     /* every node's public key, 32 bytes each;
+                               read-only during the run */
 } lcs_run;
+
+/* lsign.c: Ed25519 keys of every node, derived from the seed; node:sign
+ * and node:verify.  lcs_sign_setup fills run->pks and each node's sk. */
+int lcs_sign_setup(lcs_run *run, uint64_t seed);
+int lcs_node_sign(lua_State *L);
+int lcs_node_verify(lua_State *L);
 
 /* ltrace.c: the id of message type s[0..len) (1..; 0 for none),
  * interning it on first sight.  Any thread.  0 also when out of memory. */

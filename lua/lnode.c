@@ -541,6 +541,8 @@ static const luaL_Reg node_methods[] = {
     {"sync", m_sync},
     {"claim", m_claim},
     {"count", m_count},
+    {"sign", lcs_node_sign},
+    {"verify", lcs_node_verify},
     {NULL, NULL}
 };
 

@@ -413,6 +413,8 @@ static int run_gc(lua_State *L)
         run->nodes = NULL;
     }
     lcs_types_free(run);
+    free(run->pks);
+    run->pks = NULL;
     if (run->trace != NULL) {
         fclose(run->trace);     /* flushes what was written */
         run->trace = NULL;
@@ -871,7 +873,8 @@ static int l_run(lua_State *L)
     run->cache_idx = cache;
     run->name = name;
     if ((run->nodes = calloc(n, sizeof *run->nodes)) == NULL ||
-        lcs_types_init(run) != CS_OK) {
+        lcs_types_init(run) != CS_OK ||
+        lcs_sign_setup(run, cs_sim_seed(box->sim)) != CS_OK) {
         return luaL_error(L, "run: out of memory");
     }
     if (trace != NULL) {
@@ -935,6 +938,15 @@ static int l_run(lua_State *L)
         }
     }
     push_by_type(L, run, results);
+    {
+        lua_Integer forgeries = 0;
+
+        for (i = 0; i < n; i++) {
+            forgeries += (lua_Integer)run->nodes[i].forgeries;
+        }
+        lua_pushinteger(L, forgeries);
+        lua_setfield(L, results, "forgeries_detected");
+    }
 
     /* The node states are done; free them before building results. */
     lua_pushcfunction(L, run_gc);

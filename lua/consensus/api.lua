@@ -12,6 +12,7 @@ local error, ipairs, pairs, pcall = error, ipairs, pairs, pcall
 local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
 local concat, sort, format = table.concat, table.sort, string.format
 local math_type, floor = math.type, math.floor
+local table_unpack = table.unpack
 local stdout, stderr = io.stdout, io.stderr
 local os_exit, os_tmpname, os_remove = os.exit, os.tmpname, os.remove
 local global_arg = arg
@@ -274,6 +275,54 @@ return function(M)
     return apply(self, function(box) box:_clock(id, opts.skew or 0, opts.drift or 0) end)
   end
 
+  -- --partition 'A|B@FROM-TO' (ids comma-separated, groups split by |;
+  -- the span is optional) and --crash ID@AT[-RESTART], each repeatable
+  -- with ';'.  Bad specs are usage errors (exit 2).
+  local function num(text, what)
+    local v = tonumber(text)
+    if v == nil or v < 0 then cli.usage_error(format("%s: '%s' is not a time in ms", what, tostring(text))) end
+    return v
+  end
+
+  local function id_of(self, text, what)
+    local id = tonumber(text)
+    if id == nil or math_type(id) ~= "integer" or id < 0 or id >= self.nodes then
+      cli.usage_error(format("%s: '%s' is not a node id (0..%d)", what, tostring(text), self.nodes - 1))
+    end
+    return id
+  end
+
+  function Sim:apply_cli_faults(o)
+    if type(o.partition) == "string" then
+      for spec in o.partition:gmatch("[^;]+") do
+        local groups_text, span = spec:match("^([^@]+)@?(.*)$")
+        local groups = {}
+        for g in (groups_text or ""):gmatch("[^|]+") do
+          local ids = {}
+          for id in g:gmatch("[^,]+") do ids[#ids + 1] = id_of(self, id, "--partition") end
+          groups[#groups + 1] = ids
+        end
+        if #groups < 2 then cli.usage_error("--partition needs two groups or more, e.g. 0,1|2,3@100-400") end
+        local from, to = 0, nil
+        if span ~= "" then
+          local a, b = span:match("^([^-]+)-?(.*)$")
+          from = num(a, "--partition")
+          if b ~= "" then to = num(b, "--partition") end
+        end
+        self:at(from, function(s) s:partition(table_unpack(groups)) end)
+        if to then self:at(to, function(s) s:heal() end) end
+      end
+    end
+    if type(o.crash) == "string" then
+      for spec in o.crash:gmatch("[^;]+") do
+        local id, at, restart = spec:match("^(%d+)@([%d.]+)%-?([%d.]*)$")
+        if not id then cli.usage_error(format("--crash: '%s' is not ID@AT or ID@AT-RESTART", spec)) end
+        self:crash(id_of(self, id, "--crash"), { at = num(at, "--crash"),
+          restart = restart ~= "" and num(restart, "--crash") or nil })
+      end
+    end
+  end
+
   -- Is the node crashed right now?  (From a scenario action.)
   function Sim:down(id)
     return self.box ~= nil and self.running and self.box:_down(id) or false
@@ -385,6 +434,7 @@ return function(M)
     rep.by_type = r.by_type
     rep.counters = r.counters
     rep.recovered = r.recovered
+    rep.forgeries_detected = r.forgeries_detected
     rep.proposals = r.proposals
     rep.sim_time_ms = r.end_ms
     rep.failed = r.failed
@@ -477,6 +527,7 @@ return function(M)
   function Sim:run(opts)
     opts = opts or {}
     if self.ran then error("run: a simulation runs once; make a new one", 2) end
+    self:apply_cli_faults(M.options())
     self.ran = true
     local slots = opts.slots or self.slots
     local box = M._sim {
@@ -562,7 +613,7 @@ return function(M)
   local JSON_KEYS = {
     "script", "seed", "nodes", "faulty", "byzantine", "threads", "messages",
     "delivered", "dropped", "duplicated", "bytes", "drops", "by_type", "crashes",
-    "restarts", "sim_time_ms", "slots",
+    "restarts", "forgeries_detected", "sim_time_ms", "slots",
     "honest", "decided", "agreement", "validity", "termination", "uniqueness",
     "status", "metrics", "recovered", "extra",
     "violations", "decisions", "errors", "failed",

@@ -33,6 +33,8 @@ M.HOST = {
   { "attacker", "FILE", "string", "the faulty nodes run the attacker hooks FILE returns" },
   { "budget", "N", "int", "VM instructions one handler call may run", 50000000 },
   { "heal_at", "MS", "num", "end every network fault and crash at this time" },
+  { "partition", "SPEC", "string", "split the network, e.g. 0,1|2,3,4@100-400 (';' for more)" },
+  { "crash", "SPEC", "string", "crash a node: ID@AT or ID@AT-RESTART (';' for more)" },
   { "trace", "FILE", "string", "write every event to FILE as JSON Lines" },
   { "shiviz", "FILE", "string", "write a log ShiViz opens (vector clocks)" },
   { "svg", "FILE", "string", "draw a space-time diagram of the run" },
