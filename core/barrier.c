@@ -224,6 +224,13 @@ int cs__sim_barrier(cs_sim *sim)
             }
         }
         n->outbox.len = 0;
+        if (n->outbox.cap > 4096) {
+            /* A burst (a broadcast storm) should not pin its memory for
+             * the rest of the run. */
+            cs_free(n->outbox.p);
+            n->outbox.p = NULL;
+            n->outbox.cap = 0;
+        }
         if (n->now > sim->end) {
             sim->end = n->now;
         }

@@ -142,20 +142,34 @@ static int l_ncpu(lua_State *L)
 
 /* ------------------------------------------------------------- opening */
 
+/* package.preload loader of one embedded module (upvalue 1: its index):
+ * the source is compiled only when a state requires it, so node states,
+ * which rarely do, pay nothing for the modules they never use. */
+static int load_embedded(lua_State *L)
+{
+    const struct lcs_embedded *e =
+        &lcs_embedded[lua_tointeger(L, lua_upvalueindex(1))];
+    char chunk[128];
+
+    snprintf(chunk, sizeof chunk, "=[consensus] %s", e->name);
+    if (luaL_loadbuffer(L, e->src, e->len, chunk) != LUA_OK) {
+        return lua_error(L);        /* a broken build; say so loudly */
+    }
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 static void preload_embedded(lua_State *L)
 {
-    const struct lcs_embedded *e;
+    lua_Integer i;
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    for (e = lcs_embedded; e->name != NULL; e++) {
-        if (lua_getfield(L, -1, e->name) == LUA_TNIL) {
-            char chunk[128];
-
-            snprintf(chunk, sizeof chunk, "=[consensus] %s", e->name);
-            if (luaL_loadbuffer(L, e->src, e->len, chunk) != LUA_OK) {
-                lua_error(L);       /* a broken build; say so loudly */
-            }
-            lua_setfield(L, -3, e->name);
+    for (i = 0; lcs_embedded[i].name != NULL; i++) {
+        if (lua_getfield(L, -1, lcs_embedded[i].name) == LUA_TNIL) {
+            lua_pushinteger(L, i);
+            lua_pushcclosure(L, load_embedded, 1);
+            lua_setfield(L, -3, lcs_embedded[i].name);
         }
         lua_pop(L, 1);
     }

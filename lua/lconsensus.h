@@ -79,6 +79,11 @@ typedef struct lcs_node {
     void *store_log;
     void *dec_log;
     unsigned char sk[64];   /* this node's Ed25519 secret key */
+    /* the state's small-block allocator (lnode.c) */
+    void *free_list[16];
+    void *slabs;
+    char *slab_ptr;
+    size_t slab_left;
     uint64_t forgeries;     /* node:verify calls that failed */
 } lcs_node;
 
@@ -141,6 +146,7 @@ static inline lcs_node *lcs_node_of(lua_State *L)
  * node table; CS_OK or CS_ENOMEM.  The protocol is installed separately. */
 int lcs_node_open(lcs_node *nd);
 void lcs_node_close(lcs_node *nd);
+void lcs_node_free_slabs(lcs_node *nd);
 /* Close the state and free everything the node owns. */
 void lcs_node_free(lcs_node *nd);
 /* Install the protocol at the top of the node's stack (popped): keeps its

@@ -54,6 +54,68 @@ static double now_ms(const lcs_node *nd)
 
 /* ---------------------------------------------------------- allocator */
 
+/* Small blocks (the tables, strings and closures a message makes) come
+ * from per-node free lists of 16-byte size classes, carved from 4 KiB
+ * slabs; larger ones from malloc.  No locks: a node state is used by one
+ * thread at a time.  Every slab is freed when the state closes. */
+#define SMALL_MAX 256
+#define CLASS(n) (((n) + 15) / 16 - 1)      /* 1..16 -> 0, ... 256 -> 15 */
+#define SLAB 4096
+
+typedef struct slab {
+    struct slab *next;
+    double align;           /* blocks start 16-byte aligned after this */
+} slab;
+
+static void *small_alloc(lcs_node *nd, size_t n)
+{
+    int c = CLASS(n);
+    size_t size = (size_t)(c + 1) * 16;
+    void **block = nd->free_list[c];
+
+    if (block != NULL) {
+        nd->free_list[c] = *block;
+        return block;
+    }
+    if (nd->slab_left < size) {
+        slab *sl = malloc(SLAB);
+
+        if (sl == NULL) {
+            return NULL;
+        }
+        sl->next = nd->slabs;
+        nd->slabs = sl;
+        nd->slab_ptr = (char *)sl + 16;
+        nd->slab_left = SLAB - 16;
+    }
+    block = (void **)nd->slab_ptr;
+    nd->slab_ptr += size;
+    nd->slab_left -= size;
+    return block;
+}
+
+static void small_free(lcs_node *nd, void *p, size_t n)
+{
+    int c = CLASS(n);
+
+    *(void **)p = nd->free_list[c];
+    nd->free_list[c] = p;
+}
+
+void lcs_node_free_slabs(lcs_node *nd)
+{
+    slab *sl = nd->slabs, *next;
+
+    for (; sl != NULL; sl = next) {
+        next = sl->next;
+        free(sl);
+    }
+    nd->slabs = NULL;
+    nd->slab_ptr = NULL;
+    nd->slab_left = 0;
+    memset(nd->free_list, 0, sizeof nd->free_list);
+}
+
 static void *node_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     lcs_node *nd = ud;
@@ -61,7 +123,13 @@ static void *node_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     void *p;
 
     if (nsize == 0) {
-        free(ptr);
+        if (ptr != NULL) {
+            if (old <= SMALL_MAX) {
+                small_free(nd, ptr, old);
+            } else {
+                free(ptr);
+            }
+        }
         nd->mem -= old;
         return NULL;
     }
@@ -71,7 +139,22 @@ static void *node_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         nd->mem + (nsize - old) > nd->lim->mem) {
         return NULL;
     }
-    if ((p = realloc(ptr, nsize)) != NULL) {
+    if (old > SMALL_MAX && nsize > SMALL_MAX) {
+        p = realloc(ptr, nsize);
+    } else if (old > 0 && CLASS(old) == CLASS(nsize)) {
+        p = ptr;                    /* same class: it fits already */
+    } else {
+        p = nsize <= SMALL_MAX ? small_alloc(nd, nsize) : malloc(nsize);
+        if (p != NULL && old > 0) {
+            memcpy(p, ptr, old < nsize ? old : nsize);
+            if (old <= SMALL_MAX) {
+                small_free(nd, ptr, old);
+            } else {
+                free(ptr);
+            }
+        }
+    }
+    if (p != NULL) {
         nd->mem = nd->mem - old + nsize;
     }
     return p;
@@ -695,6 +778,9 @@ int lcs_node_open(lcs_node *nd)
         return CS_ENOMEM;
     }
     lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    /* Messages are short-lived tables: the generational collector
+     * handles them with less work than the incremental one. */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     return CS_OK;
 }
 
@@ -704,6 +790,7 @@ void lcs_node_close(lcs_node *nd)
         lua_close(nd->L);
         nd->L = NULL;
     }
+    lcs_node_free_slabs(nd);
     lcs_wbuf_free(&nd->wbuf);
 }
 
@@ -842,6 +929,9 @@ void lcs_node_install(lcs_node *nd)
     lua_pushvalue(L, -1);
     lua_setfield(L, S_NODE, "protocol");
     lua_pop(L, 1);
+    /* Building the state and copying the protocol left garbage (the
+     * copy's lookup tables): collect it now, not at the first message. */
+    lua_gc(L, LUA_GCCOLLECT);
 }
 
 /* ---------------------------------------------------------- handlers */
