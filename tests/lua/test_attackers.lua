@@ -566,10 +566,11 @@ for _, name in ipairs(attackers.names()) do
   end)
 end
 
-case("pbft: an attacked primary stalls or decides its own requests", function()
+case("pbft: an attacked primary is replaced by a view change", function()
+  -- scripts/pbft_like.lua has view changes: the run must finish.
   for _, name in ipairs { "silent", "flip", "delay" } do
     local out, err, code = t.host_run(PBFT, "--attack", name, "--byzantine", "0", "--json")
-    t.eq(code == 1 or code == 3, true, name .. " exit " .. tostring(code) .. ": " .. err)
+    t.eq(code, 0, name .. " exit: " .. err)
     t.eq(field(out, "errors"), "[]", name .. ": no handler error")
     t.eq(field(out, "agreement"), "true", name .. ": agreement")
   end
