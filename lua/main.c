@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *progname = "consensus-lua";
 
@@ -59,7 +60,20 @@ static int pmain(lua_State *L)
 
     lua_getglobal(L, "require");
     lua_pushliteral(L, "consensus");
-    lua_call(L, 1, 0);
+    lua_call(L, 1, 1);
+    /* The running executable, for modes that start more runs of it. */
+    {
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+        if (n > 0) {
+            lua_pushlstring(L, exe, (size_t)n);
+        } else {
+            lua_pushstring(L, argv[0]);
+        }
+        lua_setfield(L, -2, "_exe");
+    }
+    lua_pop(L, 1);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "consensus.host");
     lua_call(L, 1, 1);

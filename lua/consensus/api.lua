@@ -16,7 +16,7 @@ local table_unpack = table.unpack
 local stdout, stderr = io.stdout, io.stderr
 local os_exit, os_tmpname, os_remove = os.exit, os.tmpname, os.remove
 local global_arg = arg
-local require = require
+local require, next = require, next
 
 local _ENV = nil
 
@@ -493,19 +493,23 @@ return function(M)
   -- decision of it (p50, p99, max, in ms), decisions per second of virtual
   -- time, and the protocol's own counters.
   function M.metrics(rep)
-    local first = {}
+    local byz = {}
+    for _, id in ipairs(rep.byzantine) do byz[id] = true end
+    -- (proposals are honest ones already; 'any' ones count for every slot)
+    local first, any = {}, nil
     for _, p in ipairs(rep.proposals or {}) do
-      if p.slot ~= nil and (first[p.slot] == nil or p.t < first[p.slot]) then
+      if p.slot == nil then
+        if any == nil or p.t < any then any = p.t end
+      elseif first[p.slot] == nil or p.t < first[p.slot] then
         first[p.slot] = p.t
       end
     end
     local lat, honest_decisions = {}, 0
-    local byz = {}
-    for _, id in ipairs(rep.byzantine) do byz[id] = true end
     for _, d in ipairs(rep.decision_list) do
       if not byz[d.node] then
         honest_decisions = honest_decisions + 1
-        if first[d.slot] then lat[#lat + 1] = d.t - first[d.slot] end
+        local from = first[d.slot] or any
+        if from then lat[#lat + 1] = d.t - from end
       end
     end
     sort(lat)
@@ -518,7 +522,7 @@ return function(M)
     return {
       latency_ms = #lat > 0 and { p50 = pct(0.5), p99 = pct(0.99), max = pct(1) } or nil,
       decisions_per_s = secs > 0 and floor(honest_decisions / secs * 1000 + 0.5) / 1000 or nil,
-      counters = rep.counters,
+      counters = next(rep.counters or {}) ~= nil and rep.counters or nil,
     }
   end
 
@@ -538,7 +542,7 @@ return function(M)
       stop_when_decided = opts.stop_when_decided ~= false,
       strict = self.strict, budget = self.budget, memory = self.memory,
       max_msg = self.max_msg, inbox = self.inbox, overflow = self.overflow,
-      trace = self.trace ~= nil,
+      trace = (self.trace or M.options().svg or M.options().shiviz) ~= nil,
     }
     self.box = box
     -- --heal-at MS: every network fault and crash ends then.
@@ -578,7 +582,13 @@ return function(M)
       local fn = a[2]
       fns[i] = function() fn(self) end
     end
-    for _, fn in ipairs(self.setup) do fn(box) end
+    -- Faults set before the run take effect at t = 0, before any node
+    -- starts, from an action: so they are in the trace too.
+    if #self.setup > 0 then
+      local setup = self.setup
+      fns[#fns + 1] = function() for _, fn in ipairs(setup) do fn(box) end end
+      box:_at(0, #fns)
+    end
     self.running = true
     -- --svg and --shiviz draw from a trace: a temporary one unless --trace.
     local viz = o.svg or o.shiviz
@@ -623,7 +633,11 @@ return function(M)
     local copy = {}
     for _, k in ipairs(JSON_KEYS) do copy[k] = self[k] end
     -- Lists must stay lists even when empty.
-    return (json.encode(copy, JSON_KEYS):gsub('"(%w+)":{}', '"%1":[]'))
+    local lists = { byzantine = true, violations = true, decisions = true,
+                    errors = true, failed = true }
+    return (json.encode(copy, JSON_KEYS):gsub('"(%w+)":{}', function(k)
+      return lists[k] and ('"' .. k .. '":[]') or nil
+    end))
   end
 
   local function show(v)
@@ -686,10 +700,12 @@ return function(M)
     end
     L[#L + 1] = format("decided: %d of %d honest nodes decided %d slot%s",
       self.decided, self.honest, self.slots, self.slots == 1 and "" or "s")
-    local function ok(b) return b and "OK" or "VIOLATED" end
-    L[#L + 1] = format("checks: agreement %s, validity %s, termination %s",
-      ok(self.agreement), ok(self.validity), self.termination and "OK" or "NOT REACHED")
-    for _, l in ipairs(self:violation_lines()) do L[#L + 1] = l end
+    local color = require("consensus.viz").color
+    local function ok(b) return b and color("OK", "ok") or color("VIOLATED", "bad") end
+    L[#L + 1] = format("checks: agreement %s, validity %s, uniqueness %s, termination %s",
+      ok(self.agreement), ok(self.validity), ok(self.uniqueness),
+      self.termination and color("OK", "ok") or color("NOT REACHED", "warn"))
+    for _, l in ipairs(self:violation_lines()) do L[#L + 1] = color(l, "bad") end
     if #self.errors > 0 then
       L[#L + 1] = format("errors: %d handler error%s (nodes %s failed)", #self.errors,
         #self.errors == 1 and "" or "s", concat(self.failed, ", "))

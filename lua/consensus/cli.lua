@@ -13,6 +13,7 @@ local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring,
 local concat, sort = table.concat, table.sort
 local format, rep = string.format, string.rep
 local math_type, floor = math.type, math.floor
+local require = require
 
 
 local _ENV = nil
@@ -172,6 +173,10 @@ function M.check(opts)
     if opts[p] ~= nil and not (opts[p] >= 0 and opts[p] <= 1) then
       M.usage_error(format("--%s must be a probability between 0 and 1", p))
     end
+  end
+  if opts.window ~= nil then
+    local ok, err = require("consensus.viz").parse_window(opts.window)
+    if not ok then M.usage_error(err) end
   end
   if opts.budget ~= nil and opts.budget < 1000 then
     M.usage_error("--budget must be at least 1000")

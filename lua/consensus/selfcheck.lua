@@ -107,8 +107,6 @@ local function find_host()
   return nil
 end
 
-local function dashed(name) return (name:gsub("_", "-")) end
-
 -- The check's own argv minus what the check sets itself.  --data-dir's
 -- value becomes a placeholder each run fills in.  Returns the list and
 -- the --data-dir value (or nil).
@@ -233,8 +231,8 @@ local function first_diff_line(a, b)
 end
 
 -- main(opts, script, rest, argv) -> exit status (see the top).
-function M.main(opts, script, rest, argv)
-  local _ = rest
+-- (The script's own arguments are in argv, in place.)
+function M.main(opts, script, _, argv)
   local host = find_host()
   if host == nil then
     cli.usage_error("--check-determinism: cannot find the consensus-lua binary "

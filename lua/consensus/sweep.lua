@@ -193,37 +193,40 @@ local function is_list(t)
   return n == #t
 end
 
+-- Left out: the same in every row, or no part of the result.
 local SKIP = { script = true, threads = true }
+
+local function flatten_field(row, k, v)
+  if k == "metrics" and type(v) == "table" then
+    local lat = type(v.latency_ms) == "table" and v.latency_ms or {}
+    row.latency_p50, row.latency_p99, row.latency_max = lat.p50, lat.p99, lat.max
+    row.decisions_per_s = v.decisions_per_s
+    row.counters = type(v.counters) == "table" and kv_text(v.counters) or nil
+    for mk, mv in pairs(v) do
+      if mk ~= "latency_ms" and mk ~= "decisions_per_s" and mk ~= "counters"
+          and type(mv) ~= "table" then
+        row[mk] = mv
+      end
+    end
+  elseif k == "by_type" and type(v) == "table" then
+    row.by_type = kv_text(v, "messages")
+  elseif type(v) == "table" then
+    if is_list(v) then
+      row[k] = #v
+    else
+      for sk, sv in pairs(v) do
+        row[k .. "_" .. tostring(sk)] = type(sv) == "table" and kv_text(sv) or sv
+      end
+    end
+  else
+    row[k] = v
+  end
+end
 
 function M.flatten(obj)
   local row = {}
   for k, v in pairs(obj) do
-    if SKIP[k] then
-      -- the same in every row, or no part of the result
-    elseif k == "metrics" and type(v) == "table" then
-      local lat = type(v.latency_ms) == "table" and v.latency_ms or {}
-      row.latency_p50, row.latency_p99, row.latency_max = lat.p50, lat.p99, lat.max
-      row.decisions_per_s = v.decisions_per_s
-      row.counters = type(v.counters) == "table" and kv_text(v.counters) or nil
-      for mk, mv in pairs(v) do
-        if mk ~= "latency_ms" and mk ~= "decisions_per_s" and mk ~= "counters"
-            and type(mv) ~= "table" then
-          row[mk] = mv
-        end
-      end
-    elseif k == "by_type" and type(v) == "table" then
-      row.by_type = kv_text(v, "messages")
-    elseif type(v) == "table" then
-      if is_list(v) then
-        row[k] = #v
-      else
-        for sk, sv in pairs(v) do
-          row[k .. "_" .. tostring(sk)] = type(sv) == "table" and kv_text(sv) or sv
-        end
-      end
-    else
-      row[k] = v
-    end
+    if not SKIP[k] then flatten_field(row, k, v) end
   end
   return row
 end
@@ -404,19 +407,23 @@ local function panel(out, x0, y0, w, h, title, xlabel, ylabel, series, ymax_fixe
   local ys = tick_step(ymax - ymin, 5)
   local v = ymin
   while v <= ymax + ys * 1e-9 do
-    out[#out + 1] = format('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#e5e5e5"/><text x="%d" y="%.1f" text-anchor="end" font-size="10">%s</text>\n',
+    out[#out + 1] = format('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#e5e5e5"/><text x="%d" y="%.1f" ' ..
+        'text-anchor="end" font-size="10">%s</text>\n',
       l, Y(v), l + pw, Y(v), l - 4, Y(v) + 3, xml(format("%g", v)))
     v = v + ys
   end
   local xs = max(1, tick_step(xmax - xmin, 6))
   v = floor(xmin / xs + 0.999999) * xs
   while v <= xmax + xs * 1e-9 do
-    out[#out + 1] = format('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#999999"/><text x="%.1f" y="%d" text-anchor="middle" font-size="10">%s</text>\n',
+    out[#out + 1] = format('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#999999"/><text x="%.1f" y="%d" ' ..
+        'text-anchor="middle" font-size="10">%s</text>\n',
       X(v), b, X(v), b + 4, X(v), b + 15, xml(format("%g", v)))
     v = v + xs
   end
-  out[#out + 1] = format('<text x="%.1f" y="%d" text-anchor="middle" font-size="11">%s</text>\n', l + pw / 2, b + 28, xml(xlabel))
-  out[#out + 1] = format('<text x="%d" y="%.1f" text-anchor="middle" font-size="11" transform="rotate(-90 %d %.1f)">%s</text>\n',
+  out[#out + 1] = format('<text x="%.1f" y="%d" text-anchor="middle" font-size="11">%s</text>\n',
+    l + pw / 2, b + 28, xml(xlabel))
+  out[#out + 1] = format('<text x="%d" y="%.1f" text-anchor="middle" font-size="11" transform="rotate(-90 %d ' ..
+      '%.1f)">%s</text>\n',
     x0 + 10, y0 + ph / 2, x0 + 10, y0 + ph / 2, xml(ylabel))
   for i, s in ipairs(series) do
     local c = PALETTE[(i - 1) % #PALETTE + 1]
@@ -425,13 +432,15 @@ local function panel(out, x0, y0, w, h, title, xlabel, ylabel, series, ymax_fixe
     out[#out + 1] = format('<polyline class="series" points="%s" fill="none" stroke="%s" stroke-width="2"/>\n',
       concat(pts, " "), c)
     for _, p in ipairs(s.points) do
-      out[#out + 1] = format('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s: %s = %g, %s = %g</title></circle>\n',
+      out[#out + 1] = format('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s: %s = %g, %s = %g</title>' ..
+          '</circle>\n',
         X(p[1]), Y(p[2]), c, xml(s.label), xml(xlabel), p[1], xml(ylabel), p[2])
     end
     -- The key: one row above the plot area.
     if i <= 6 then
       local lx = l + (i - 1) * 56
-      out[#out + 1] = format('<rect class="key" x="%d" y="%d" width="12" height="8" fill="%s"/><text x="%d" y="%d" font-size="10">%s</text>\n',
+      out[#out + 1] = format('<rect class="key" x="%d" y="%d" width="12" height="8" fill="%s"/><text x="%d" ' ..
+          'y="%d" font-size="10">%s</text>\n',
         lx, y0 - 14, c, lx + 15, y0 - 6, xml(s.label))
     end
   end
@@ -481,7 +490,8 @@ end
 function M.plot(rows, title)
   local out = {}
   local W, H = 1200, 420
-  out[#out + 1] = format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">\n',
+  out[#out + 1] = format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" ' ..
+      'font-family="sans-serif" font-size="12">\n',
     W, H, W, H)
   out[#out + 1] = format("<title>%s</title>\n", xml(title))
   out[#out + 1] = format('<rect width="%d" height="%d" fill="#ffffff"/>\n', W, H)

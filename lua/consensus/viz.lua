@@ -20,13 +20,14 @@ local M = {}
 local error, ipairs, pairs, pcall, select = error, ipairs, pairs, pcall, select
 local tonumber, tostring, type = tonumber, tostring, type
 local concat, sort = table.concat, table.sort
-local format, byte, sub, find, match, gsub, rep =
-  string.format, string.byte, string.sub, string.find, string.match, string.gsub, string.rep
+local format, byte, sub, find, match, gsub =
+  string.format, string.byte, string.sub, string.find, string.match, string.gsub
 local floor, max, min, log, huge = math.floor, math.max, math.min, math.log, math.huge
 local math_type = math.type
 local utf8_char, utf8_len = utf8.char, utf8.len
 local io_open = io.open
 local os_getenv, os_execute = os.getenv, os.execute
+local require = require
 
 local _ENV = nil
 
@@ -156,18 +157,22 @@ end
 M.decode = decode
 
 -- Iterate over a trace file: for ev, lineno in trace_events(path).
-local function trace_events(path)
+-- skip(line), when given, may take a line on its own (return true) so
+-- that it is not decoded.
+local function trace_events(path, skip)
   local f, err = io_open(path, "r")
   if not f then error("cannot read trace " .. tostring(err), 0) end
   local n = 0
   return function()
-    local line = f:read("l")
-    while line == "" do line = f:read("l") end
+    local line
+    repeat
+      line = f:read("l")
+      if line ~= nil and line ~= "" then n = n + 1 end
+    until line == nil or (line ~= "" and not (skip and skip(line)))
     if line == nil then
       f:close()
       return nil
     end
-    n = n + 1
     local ok, ev = pcall(decode, line)
     if not ok or type(ev) ~= "table" then
       f:close()
@@ -384,7 +389,31 @@ local function collect(trace_path, from, to)
     return true
   end
 
-  for ev in trace_events(trace_path) do
+  -- Past the end of the picture most lines need no decoding: a send is
+  -- counted, a delivery matters only for an arrow drawn, marks are out.
+  local SPAN = { crash = true, restart = true, partition = true, cut = true, heal = true,
+                 ["end"] = true }
+  local function skip(line)
+    local limit = d.cutoff or to
+    if limit == nil then return false end
+    local t = tonumber(match(line, '^{"t":([%d.]+)'))
+    if t == nil or t <= limit then return false end
+    d.last_t = max(d.last_t, t)
+    local k = match(line, '"ev":"(%a+)"')
+    if SPAN[k] then return false end
+    local reason = k == "drop" and match(line, '"reason":"(%a+)"')
+    if k == "send" or k == "duplicate" or reason == "loss" or reason == "partition" then
+      if t <= (to or huge) then d.sent_in_window = d.sent_in_window + 1 end
+      return true
+    end
+    if k == "deliver" or k == "drop" then
+      local msg = match(line, '"msg":"([^"]*)"')
+      return d.by_msg[msg] == nil and d.early[msg] == nil
+    end
+    return true
+  end
+
+  for ev in trace_events(trace_path, skip) do
     local k, t = ev.ev, ev.t
     if t then d.last_t = max(d.last_t, t) end
     if k == "run" then
@@ -414,13 +443,10 @@ local function collect(trace_path, from, to)
       -- full inbox.
       local a = d.by_msg[ev.msg]
       if a == nil and d.early[ev.msg] then
+        -- Sent before the window, ends in it or after it: drawn.
         a = d.early[ev.msg]
         d.early[ev.msg] = nil
-        if t >= lo and t <= hi() then
-          if not take(a) then a = nil end
-        else
-          a = nil
-        end
+        if t < lo or not take(a) then a = nil end
       end
       if a then
         a.t1 = t
@@ -459,13 +485,27 @@ local function collect(trace_path, from, to)
       if k == "partition" and open_part then open_part.t1 = t end
       local s = { kind = k, t0 = t, group = ev.group }
       d.spans[#d.spans + 1] = s
-      if k == "partition" then open_part = s else open_cut = open_cut or {} ; open_cut[#open_cut + 1] = s end
+      if k == "partition" then
+        open_part = s
+      else
+        open_cut = open_cut or {}
+        open_cut[#open_cut + 1] = s
+      end
     elseif k == "heal" then
       if open_part then open_part.t1 = t; open_part = nil end
       for _, s in ipairs(open_cut or {}) do s.t1 = t end
       open_cut = nil
     end
   end
+  -- Sent before the window and never delivered: in flight across it.
+  local rest = {}
+  for _, a in pairs(d.early) do rest[#rest + 1] = a end
+  sort(rest, function(a, b)
+    if a.t0 ~= b.t0 then return a.t0 < b.t0 end
+    return a.msg < b.msg
+  end)
+  for _, a in ipairs(rest) do take(a) end
+  d.early = {}
   return d
 end
 
@@ -545,16 +585,20 @@ function M.svg(trace_path, opts)
   local function x_of(t) return left + (t - t0) / (t1 - t0) * pw end
   local function y_of(id) return top + id * rh + rh / 2 end
 
-  w(format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="%d">\n',
+  w(format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" ' ..
+      'font-family="sans-serif" font-size="%d">\n',
     W, H, W, H, font))
   local title = opts.title or "consensus-lua run"
   w("<title>", xml(title), "</title>\n")
   -- Arrowheads, one per colour (SVG 1.1 markers cannot take the line's).
   w("<defs>\n")
   for i, c in ipairs(PALETTE) do
-    w(format('<marker id="h%d" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L8,4L0,8z" fill="%s"/></marker>\n', i, c))
+    w(format('<marker id="h%d" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" ' ..
+        'orient="auto"><path d="M0,0L8,4L0,8z" fill="%s"/></marker>\n', i, c))
   end
-  w('<pattern id="cut" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="8" height="8" fill="#f3e8fb"/><line x1="0" y1="0" x2="0" y2="8" stroke="#c9a6e4" stroke-width="3"/></pattern>\n')
+  w('<pattern id="cut" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">' ..
+    '<rect width="8" height="8" fill="#f3e8fb"/>' ..
+    '<line x1="0" y1="0" x2="0" y2="8" stroke="#c9a6e4" stroke-width="3"/></pattern>\n')
   w("</defs>\n")
   w(format('<rect width="%d" height="%d" fill="#ffffff"/>\n', W, H))
 
@@ -603,7 +647,8 @@ function M.svg(trace_path, opts)
       return format('<rect x="%s" y="%s" width="%s" height="%s" fill="#f39c12" fill-opacity="0.7"/>',
         num(x - s), num(y - 3), num(2 * s), "6")
     elseif kind == "error" then
-      return format('<circle cx="%s" cy="%s" r="%s" fill="%s"/><text x="%s" y="%s" fill="#ffffff" font-size="%d" font-weight="bold" text-anchor="middle">!</text>',
+      return format('<circle cx="%s" cy="%s" r="%s" fill="%s"/><text x="%s" y="%s" fill="#ffffff" font-size="%d" ' ..
+          'font-weight="bold" text-anchor="middle">!</text>',
         num(x), num(y), num(s * 0.8), DROP, num(x), num(y + s * 0.5), floor(s * 1.4))
     elseif kind == "log" then
       return format('<rect x="%s" y="%s" width="2" height="%s" fill="#2c3e50"/>',
@@ -624,7 +669,8 @@ function M.svg(trace_path, opts)
     elseif it.kind == "cut" then
       w(format('<rect x="%d" y="%d" width="18" height="12" fill="url(#cut)" stroke="#9b59b6"/>', x, y + 1))
     elseif it.kind == "duplicate" then
-      w(format('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#555555" stroke-width="1.5" stroke-dasharray="5 2"/>', x, y + 7, x + 18, y + 7))
+      w(format('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#555555" stroke-width="1.5" stroke-dasharray="5 ' ..
+          '2"/>', x, y + 7, x + 18, y + 7))
     elseif it.kind == "byz" then
       w(format('<rect x="%d" y="%d" width="18" height="12" fill="#fbe3e0" stroke="%s"/>', x, y + 1, BYZ))
     else
@@ -663,7 +709,8 @@ function M.svg(trace_path, opts)
         desc = "partition " .. concat(parts, " ")
       end
       desc = format("%s from %s to %s ms", desc, fmt_ms(a), s.t1 and fmt_ms(b) or "the end")
-      w(format('<rect class="%s" x="%s" y="%d" width="%s" height="%d" fill="%s" fill-opacity="0.55" stroke="%s" stroke-width="0.5"><title>%s</title></rect>\n',
+      w(format('<rect class="%s" x="%s" y="%d" width="%s" height="%d" fill="%s" fill-opacity="0.55" stroke="%s" ' ..
+          'stroke-width="0.5"><title>%s</title></rect>\n',
         s.kind, num(xa), top - 4, num(max(1, xb - xa)), ph + 8,
         s.kind == "cut" and "url(#cut)" or "#fbd9a0",
         s.kind == "cut" and "#9b59b6" or "#e0a040", xml(desc)))
@@ -697,7 +744,8 @@ function M.svg(trace_path, opts)
   for _, s in ipairs(d.pauses or {}) do
     if s.t1 >= t0 and s.t0 <= t1 then
       local y = y_of(s.node)
-      w(format('<rect class="pause" x="%s" y="%s" width="%s" height="6" fill="#f39c12" fill-opacity="0.6"><title>%s</title></rect>\n',
+      w(format('<rect class="pause" x="%s" y="%s" width="%s" height="6" fill="#f39c12" fill-opacity="0.6">' ..
+          '<title>%s</title></rect>\n',
         num(clamp_x(s.t0)), num(y - 3), num(max(1, clamp_x(s.t1) - clamp_x(s.t0))),
         xml(format("%s paused from %s to %s ms", host(s.node), fmt_ms(s.t0), fmt_ms(s.t1)))))
     end
@@ -732,18 +780,18 @@ function M.svg(trace_path, opts)
     local c = color[a.type]
     local ys, yd = y_of(a.src), y_of(a.dst)
     local ta, tb = a.t0, a.t1 or a.t0
-    local tip
     local dasharray = dash[a.type]
     if a.kind == "duplicate" then dasharray = "5 2" end
-    local title = format("%s %s -> %s, sent %s ms", a.type, host(a.src), host(a.dst), fmt_ms(a.t0))
+    local about = format("%s %s -> %s, sent %s ms", a.type, host(a.src), host(a.dst), fmt_ms(a.t0))
     if a.kind == "lost" then
       -- Lost at the sender: a stub towards the receiver and a cross.
       local x = x_of(ta)
       local dy = (yd - ys) * 0.3
       if a.src == a.dst then dy = -rh * 0.3 end
       local x2, y2 = x + 10, ys + dy
-      w(format('<g class="msg lost"><title>%s, lost (%s)</title><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s"/>%s</g>\n',
-        xml(title), "loss or partition", num(x), num(ys), num(x2), num(y2), c, mark_shape("drop", x2, y2, 4)))
+      w(format('<g class="msg lost"><title>%s, lost (%s)</title><line x1="%s" y1="%s" x2="%s" y2="%s" ' ..
+          'stroke="%s"/>%s</g>\n',
+        xml(about), "loss or partition", num(x), num(ys), num(x2), num(y2), c, mark_shape("drop", x2, y2, 4)))
     else
       local status
       if a.done == "delivered" then
@@ -772,10 +820,10 @@ function M.svg(trace_path, opts)
         local y = ys
         w(format('<path class="msg" d="M%s,%sC%s,%s %s,%s %s,%s" %s><title>%s%s</title></path>\n',
           num(x1), num(y), num(x1), num(y - rh * 0.7), num(x2), num(y - rh * 0.7), num(x2), num(y),
-          style, xml(title), xml(status)))
+          style, xml(about), xml(status)))
       else
         w(format('<line class="msg" x1="%s" y1="%s" x2="%s" y2="%s" %s><title>%s%s</title></line>\n',
-          num(x_of(ca)), num(y_at(ca)), num(x_of(cb)), num(y_at(cb)), style, xml(title), xml(status)))
+          num(x_of(ca)), num(y_at(ca)), num(x_of(cb)), num(y_at(cb)), style, xml(about), xml(status)))
       end
       if inside and a.done == "dropped" then
         w(mark_shape("drop", x_of(tb), yd, 5), "\n")
@@ -841,6 +889,10 @@ end
 -- Called by Sim:run after a run with --svg or --shiviz: rep is the
 -- report, trace_path the run's trace, o the options.
 function M.render(rep, trace_path, o)
+  if o.svg and o.window then
+    local win, err = M.parse_window(o.window)
+    if not win then require("consensus.cli").usage_error(err) end
+  end
   if o.shiviz then
     local k = (written[o.shiviz] or 0) + 1
     written[o.shiviz] = k
