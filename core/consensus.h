@@ -183,6 +183,8 @@ typedef struct cs_sim_config {
     uint32_t inbox_cap;         /* messages pending per node; 0: no cap */
     int overflow;               /* CS_OVERFLOW_*: what a full inbox does */
     int trace;                  /* deliver cs_trace_rec to callbacks.trace */
+    int live;                   /* wall-clock mode: a thread per node (see
+                                   core/live.c); not reproducible */
 } cs_sim_config;
 
 /* What happens to a message that arrives at a full inbox (inbox_cap

@@ -184,6 +184,7 @@ return function(M)
       error("sim: overflow must be drop_newest, drop_random or block", 2)
     end
     s.trace = cfg.trace or o.trace
+    s.live = cfg.live or o.live or false
     s.data_dir = cfg.data_dir or o.data_dir
     s.protocols, s.byz, s.actions, s.setup = {}, {}, {}, {}
     return s
@@ -485,6 +486,7 @@ return function(M)
       rep.status = 0
     end
     rep.replay = replay_cmd(self)
+    rep.live = self.live or nil
     rep.metrics = M.metrics(rep)
     return rep
   end
@@ -543,6 +545,7 @@ return function(M)
       strict = self.strict, budget = self.budget, memory = self.memory,
       max_msg = self.max_msg, inbox = self.inbox, overflow = self.overflow,
       trace = (self.trace or M.options().svg or M.options().shiviz) ~= nil,
+      live = self.live,
     }
     self.box = box
     -- --heal-at MS: every network fault and crash ends then.

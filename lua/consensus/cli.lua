@@ -50,6 +50,7 @@ M.HOST = {
   { "memory", "BYTES", "int", "memory cap of one node state", 67108864 },
   { "max_msg", "BYTES", "int", "size cap of one message", 1048576 },
   { "inbox", "N", "int", "messages pending per node (0: no cap)", 0 },
+  { "live", nil, "flag", "run in wall-clock time, a thread per node (not reproducible)" },
   { "json", nil, "flag", "print one JSON object per run instead of the report" },
   { "quiet", nil, "flag", "print no report (the exit status still tells)" },
   { "strict", nil, "flag", "stop the run at the first handler error (exit 2)" },
