@@ -628,7 +628,7 @@ return function(M)
     "delivered", "dropped", "duplicated", "bytes", "drops", "by_type", "crashes",
     "restarts", "forgeries_detected", "sim_time_ms", "slots",
     "honest", "decided", "agreement", "validity", "termination", "uniqueness",
-    "status", "metrics", "recovered", "extra",
+    "status", "metrics", "recovered", "live", "extra",
     "violations", "decisions", "errors", "failed",
   }
 
@@ -678,6 +678,9 @@ return function(M)
     L[#L + 1] = format("=== %s ===", self.name or self.script or "consensus-lua")
     local byz = #self.byzantine > 0 and format(" (Byzantine: %s)", concat(self.byzantine, ", ")) or ""
     L[#L + 1] = format("seed %d, %d nodes, %d faulty%s", self.seed, self.nodes, self.faulty, byz)
+    if self.live then
+      L[#L + 1] = "live run: wall-clock time on a thread per node, not reproducible"
+    end
     L[#L + 1] = format("messages: %d sent, %d delivered, %d dropped, %d bytes",
       self.messages, self.delivered, self.dropped, self.bytes)
     L[#L + 1] = format("virtual time: %.3f ms", self.sim_time_ms)
