@@ -614,6 +614,27 @@ static int is_ref(lua_State *F, int idx)
 
 /* Build the reverse map of from's package.loaded: modules in a first
  * pass, then their fields, so a module's own path wins. */
+/* Modules whose values map by name: the standard libraries and the
+ * consensus C module.  Any other module (a user's protocol kept in a file
+ * and required, a pure-Lua library such as consensus.attackers) is plain
+ * Lua data and functions, and is copied like the rest. */
+static int is_mapped_module(lua_State *F, int idx)
+{
+    static const char *const names[] = {
+        "_G", "string", "table", "math", "os", "io", "coroutine", "utf8",
+        "debug", "package", "consensus", NULL
+    };
+    const char *s = lua_tostring(F, idx);
+    int i;
+
+    for (i = 0; names[i] != NULL; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void build_library_map(transfer *tr)
 {
     lua_State *F = tr->from, *T = tr->to;
@@ -622,7 +643,8 @@ static void build_library_map(transfer *tr)
     for (pass = 1; tr->floaded && pass <= 2; pass++) {
         lua_pushnil(F);
         while (lua_next(F, tr->floaded)) {          /* F: [.., M, mod] */
-            if (lua_type(F, -2) != LUA_TSTRING || !is_ref(F, -1)) {
+            if (lua_type(F, -2) != LUA_TSTRING || !is_ref(F, -1) ||
+                !is_mapped_module(F, -2)) {
                 lua_pop(F, 1);
                 continue;
             }

@@ -69,7 +69,7 @@ return function(M)
     if state.opts then return state.opts end
     spec = spec or {}
     if type(spec) ~= "table" then error("options: spec must be a table", 2) end
-    local ok, opts = true, nil
+    local opts
     local hosted = state.hosted
     local script = hosted and hosted.script or (global_arg and global_arg[0])
     local function parse()
@@ -86,8 +86,7 @@ return function(M)
     if hosted then
       parse()
     else
-      local err
-      ok, err = pcall(parse)
+      local ok, err = pcall(parse)
       if not ok then
         stderr:write(tostring(err), "\n")
         os_exit(2)
@@ -232,6 +231,8 @@ return function(M)
   -- sim:link(from, to, latency): this link's own latency (nil: the
   -- network's again).
   function Sim:link(from, to, latency)
+    from = check_int(from, "link: node id", 0, self.nodes - 1)
+    to = check_int(to, "link: node id", 0, self.nodes - 1)
     local lat = latency ~= nil and M.latency(latency) or nil
     return apply(self, function(box) box:_link(from, to, lat) end)
   end
@@ -244,6 +245,7 @@ return function(M)
   -- sim:crash(id, {at =, restart =, lose_unsynced =}): the node stops; it
   -- comes back at 'restart' (ms) with a fresh state and its node.store.
   function Sim:crash(id, opts)
+    id = check_int(id, "crash: node id", 0, self.nodes - 1)
     opts = opts or {}
     return apply(self, function(box)
       local at = at_of(self, opts)
@@ -257,6 +259,7 @@ return function(M)
 
   -- sim:restart(id, {at =}): a crashed node comes back.
   function Sim:restart(id, opts)
+    id = check_int(id, "restart: node id", 0, self.nodes - 1)
     opts = opts or {}
     return apply(self, function(box) box:_restart(id, at_of(self, opts)) end)
   end
@@ -264,6 +267,7 @@ return function(M)
   -- sim:pause(id, {at =, ms =}): the node stalls; what arrives meanwhile
   -- waits.
   function Sim:pause(id, opts)
+    id = check_int(id, "pause: node id", 0, self.nodes - 1)
     opts = opts or {}
     if type(opts.ms) ~= "number" then error("pause: give the duration as {ms = ...}", 2) end
     return apply(self, function(box) box:_pause(id, at_of(self, opts), opts.ms) end)
@@ -272,6 +276,7 @@ return function(M)
   -- sim:clock(id, {skew = ms, drift = fraction}): the node's clock and
   -- timers run off real time.
   function Sim:clock(id, opts)
+    id = check_int(id, "clock: node id", 0, self.nodes - 1)
     opts = opts or {}
     return apply(self, function(box) box:_clock(id, opts.skew or 0, opts.drift or 0) end)
   end
@@ -421,11 +426,13 @@ return function(M)
     local rep = setmetatable({}, Report)
     rep.script = state.hosted and state.hosted.script or (global_arg and global_arg[0])
     rep.name = self.name
-    rep.seed, rep.nodes, rep.faulty = self.seed, self.nodes, self.faulty
+    rep.seed, rep.nodes = self.seed, self.nodes
     rep.threads, rep.slots = self.threads, slots
     rep.byzantine = {}
     for id in pairs(self.byz) do rep.byzantine[#rep.byzantine + 1] = id end
     sort(rep.byzantine)
+    -- a script may make nodes Byzantine without saying --faulty
+    rep.faulty = #rep.byzantine > self.faulty and #rep.byzantine or self.faulty
     rep.messages, rep.delivered, rep.dropped = r.sent, r.delivered, r.dropped
     rep.duplicated, rep.bytes, rep.timers = r.duplicated, r.bytes, r.timers
     rep.drops = { loss = r.dropped - r.dropped_partition - r.dropped_down - r.dropped_overflow,
@@ -663,8 +670,8 @@ return function(M)
         out[#out + 1] = format("UNIQUENESS VIOLATED at t=%.3f ms: nodes %d and %d both claimed %s",
           v.t, v.other, v.node, show(v.value))
       elseif v.kind == "validity" then
-        out[#out + 1] = format("VALIDITY VIOLATED in slot %d at t=%.3f ms: node %d decided %s, which no honest node proposed",
-          v.slot, v.t, v.node, show(v.value))
+        out[#out + 1] = format("VALIDITY VIOLATED in slot %d at t=%.3f ms: node %d decided %s, "
+          .. "which no honest node proposed", v.slot, v.t, v.node, show(v.value))
       else
         out[#out + 1] = format("TERMINATION NOT REACHED: node %d decided %d of %d slots by t=%.3f ms",
           v.node, v.slot, self.slots, v.t)
@@ -708,9 +715,10 @@ return function(M)
       self.decided, self.honest, self.slots, self.slots == 1 and "" or "s")
     local color = require("consensus.viz").color
     local function ok(b) return b and color("OK", "ok") or color("VIOLATED", "bad") end
-    L[#L + 1] = format("checks: agreement %s, validity %s, uniqueness %s, termination %s",
-      ok(self.agreement), ok(self.validity), ok(self.uniqueness),
-      self.termination and color("OK", "ok") or color("NOT REACHED", "warn"))
+    L[#L + 1] = format("checks: agreement %s, validity %s, termination %s%s",
+      ok(self.agreement), ok(self.validity),
+      self.termination and color("OK", "ok") or color("NOT REACHED", "warn"),
+      self.uniqueness and "" or (", uniqueness " .. ok(false)))
     for _, l in ipairs(self:violation_lines()) do L[#L + 1] = color(l, "bad") end
     if #self.errors > 0 then
       L[#L + 1] = format("errors: %d handler error%s (nodes %s failed)", #self.errors,

@@ -58,8 +58,6 @@ M.HOST = {
   { "version", nil, "flag", "show the version and exit" },
 }
 
-local host_by_name = {}
-for _, o in ipairs(M.HOST) do host_by_name[o[1]] = o end
 
 local usage_mt = { __tostring = function(e) return "consensus-lua: " .. e.message end }
 
@@ -200,9 +198,13 @@ end
 -- given), script (or nil) and the script's own arguments.
 function M.parse_host(argv)
   local specs = host_specs()
-  local opts, _, at = parse(argv, 1, specs, {}, false, true)
+  local opts, after, at = parse(argv, 1, specs, {}, false, true)
   local script, rest = nil, {}
-  if at then
+  if not at and #after > 0 then
+    -- "--" ended the options: the next argument is SCRIPT, the rest its own
+    script = after[1]
+    for i = 2, #after do rest[#rest + 1] = after[i] end
+  elseif at then
     script = argv[at]
     local _, r = parse(argv, at + 1, specs, opts, true, false)
     rest = r

@@ -240,7 +240,7 @@ case("hooks that close over the module fail to copy; require inside works", func
     outgoing = function(_, _, msg) return attackers.tell_lie(msg) end }))
   local ok, err = pcall(sim.run, sim)
   t.eq(ok, false, "the copy fails")
-  t.has(err, "consensus.attackers", "names the module")
+  t.has(err, "upvalue 'attackers'", "names the upvalue")
   local W = attackers.wrap(P, { outgoing = function(_, _, msg)
     return require("consensus.attackers").tell_lie(msg)
   end })

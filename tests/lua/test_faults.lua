@@ -215,9 +215,9 @@ local cases = {
 
   { "fault options on the command line, and their bad input", function()
     local mv = "scripts/majority_vote.lua"
-    local out, err, code = t.host_run(mv, "--partition", "0,1|2,3,4@5-400", "--json")
+    local out, err = t.host_run(mv, "--partition", "0,1|2,3,4@5-400", "--json")
     t.has(out, '"partition":', "json"); assert(not out:find('"partition":0'), "partition drops: " .. err)
-    out, err, code = t.host_run(mv, "--crash", "1@5-50", "--json")
+    out = t.host_run(mv, "--crash", "1@5-50", "--json")
     t.has(out, '"crashes":1', "crash"); t.has(out, '"restarts":1', "restart")
     for _, c in ipairs {
       { { "--crash", "9@3" }, "not a node id" },
