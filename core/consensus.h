@@ -342,7 +342,10 @@ int cs_sim_decide(cs_sim *sim, uint32_t node, int64_t slot, const void *val,
  * of term 4".  Two honest nodes claiming one key is a CS_V_UNIQUE
  * violation; a node may repeat its own claim. */
 int cs_sim_claim(cs_sim *sim, uint32_t node, const void *key, size_t len);
-/* Emit a record delivered to callbacks.output at the window barrier. */
+/* Emit a record delivered to callbacks.output at the window barrier.
+ * Kind CS_OUT_CORE is the core's own: "what\nmessage" when the core fails
+ * a node (a zero-delay event loop). */
+#define CS_OUT_CORE (-1)
 int cs_sim_emit(cs_sim *sim, uint32_t node, int kind, const void *data,
                 size_t len);
 

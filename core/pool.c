@@ -14,6 +14,8 @@
  */
 #include "sim_int.h"
 
+#define STUCK_EVENTS 1000000
+
 #include <string.h>
 
 /* ---------------------------------------------------------- the workers */
@@ -35,6 +37,21 @@ static void run_node(cs_sim *sim, uint32_t id)
     }
     while (n->heap.len > 0 && cs__heap_top(&n->heap)->at < sim->wend) {
         cs__heap_pop(&n->heap, &ev);
+        /* A node that keeps making events at one instant (a timer set to
+         * 0 ms from its own handler) would stop virtual time for ever. */
+        if (ev.at == n->stuck_at) {
+            if (++n->stuck_count > STUCK_EVENTS && !n->failed) {
+                static const char why[] =
+                    "timer\nmore than 1000000 events at one instant without "
+                    "time advancing (a zero-delay timer loop?)";
+
+                n->failed = 1;
+                cs_sim_emit(sim, id, CS_OUT_CORE, why, sizeof why - 1);
+            }
+        } else {
+            n->stuck_at = ev.at;
+            n->stuck_count = 0;
+        }
         if (ev.msg != NULL) {
             n->inbox--;
         }

@@ -27,6 +27,10 @@
  * is touched only by the worker running that node in the current round,
  * or by the main thread between rounds: no lock.  Lock order: there is
  * only one lock, and no callback runs while it is held.
+ *
+ * live mode (cfg.live) replaces the pool and the window loop with a
+ * thread per node in wall-clock time; the node-side calls below branch
+ * to core/live.c while sim->live is set.
  */
 #include "sim_int.h"
 
@@ -260,6 +264,9 @@ static int node_action(cs_sim *sim, int type, uint32_t node, cs_time at,
     if (node >= sim->cfg.nodes || at < 0 || arg < 0) {
         return CS_EINVAL;
     }
+    if (sim->cfg.live) {
+        return CS_EINVAL;           /* live mode: no crash, restart, pause */
+    }
     return push_action(sim, &a);
 }
 
@@ -283,6 +290,9 @@ int cs_sim_set_clock(cs_sim *sim, uint32_t node, cs_time skew, double drift)
     if (node >= sim->cfg.nodes || !(drift > -1.0 && drift < 1e6)) {
         return CS_EINVAL;
     }
+    if (cs__live_threads_up(sim)) {
+        return CS_ESTATE;           /* live mode: the node's thread reads it */
+    }
     sim->nodes[node].skew = skew;
     sim->nodes[node].drift = drift;
     return CS_OK;
@@ -302,20 +312,34 @@ static void update_lookahead(cs_sim *sim)
     sim->lookahead = links < l ? links : l;
 }
 
+/* live mode: node threads read the faults as they send, hence the lock
+ * (a no-op otherwise). */
 int cs_sim_partition(cs_sim *sim, const uint32_t *group)
 {
-    return cs__faults_partition(&sim->faults, group);
+    int rc;
+
+    cs__live_lock_faults(sim);
+    rc = cs__faults_partition(&sim->faults, group);
+    cs__live_unlock_faults(sim);
+    return rc;
 }
 
 int cs_sim_cut(cs_sim *sim, const uint32_t *from, size_t nfrom,
                const uint32_t *to, size_t nto)
 {
-    return cs__faults_cut(&sim->faults, from, nfrom, to, nto);
+    int rc;
+
+    cs__live_lock_faults(sim);
+    rc = cs__faults_cut(&sim->faults, from, nfrom, to, nto);
+    cs__live_unlock_faults(sim);
+    return rc;
 }
 
 void cs_sim_heal(cs_sim *sim)
 {
+    cs__live_lock_faults(sim);
     cs__faults_heal(&sim->faults);
+    cs__live_unlock_faults(sim);
 }
 
 int cs_sim_set_link(cs_sim *sim, uint32_t from, uint32_t to,
@@ -330,7 +354,10 @@ int cs_sim_set_link(cs_sim *sim, uint32_t from, uint32_t to,
             return CS_EINVAL;
         }
     }
-    if ((rc = cs__faults_set_link(&sim->faults, from, to, lat)) == CS_OK) {
+    cs__live_lock_faults(sim);      /* live mode */
+    rc = cs__faults_set_link(&sim->faults, from, to, lat);
+    cs__live_unlock_faults(sim);
+    if (rc == CS_OK) {
         update_lookahead(sim);
     }
     return rc;
@@ -442,6 +469,9 @@ int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
     if (from >= sim->cfg.nodes || to >= sim->cfg.nodes) {
         return CS_EINVAL;
     }
+    if (sim->live != NULL) {
+        return cs__live_send(sim, from, to, msg);   /* live mode */
+    }
     n = &sim->nodes[from];
     n->st.sent++;
     n->st.bytes += cs_msg_len(msg);
@@ -513,6 +543,9 @@ int cs_sim_set_timer(cs_sim *sim, uint32_t node, uint32_t tag, cs_time delay)
         return CS_EINVAL;
     }
     n = &sim->nodes[node];
+    if (sim->live != NULL) {
+        n->now = cs__live_now(sim); /* live mode: due on the wall clock */
+    }
     if (tag >= n->ntgen && (rc = grow_tags(n, tag)) != CS_OK) {
         cs__sim_err(sim, rc);
         return rc;
@@ -554,7 +587,11 @@ int cs_sim_cancel_timer(cs_sim *sim, uint32_t node, uint32_t tag)
 
 cs_time cs_sim_now(const cs_sim *sim, uint32_t node)
 {
-    return node < sim->cfg.nodes ? sim->nodes[node].now : 0;
+    if (node >= sim->cfg.nodes) {
+        return 0;
+    }
+    /* live mode: the wall clock, the same for every thread */
+    return sim->live != NULL ? cs__live_now(sim) : sim->nodes[node].now;
 }
 
 cs_time cs_sim_local_now(const cs_sim *sim, uint32_t node)
@@ -565,6 +602,11 @@ cs_time cs_sim_local_now(const cs_sim *sim, uint32_t node)
         return 0;
     }
     n = &sim->nodes[node];
+    if (sim->live != NULL) {        /* live mode: the wall clock */
+        cs_time t = cs__live_now(sim);
+
+        return t + n->skew + (cs_time)(n->drift * (double)t);
+    }
     return n->now + n->skew + (cs_time)(n->drift * (double)n->now);
 }
 
@@ -582,6 +624,9 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
 
     if (node >= sim->cfg.nodes) {
         return CS_EINVAL;
+    }
+    if (sim->live != NULL) {        /* live mode: to the main thread */
+        return cs__live_record(sim, node, type, kind, slot, data, len);
     }
     n = &sim->nodes[node];
     r.at = n->now;
@@ -728,7 +773,7 @@ static int node_fault(cs_sim *sim, const action *a)
     }
 }
 
-static int run_actions_at(cs_sim *sim, cs_time t)
+int cs__sim_run_actions(cs_sim *sim, cs_time t)
 {
     action a;
     uint32_t i;
@@ -736,8 +781,9 @@ static int run_actions_at(cs_sim *sim, cs_time t)
     while (sim->nacts > 0 && sim->acts[0].at <= t) {
         act_pop(sim, &a);
         /* An action acts at its own time, for any node.  O(nodes); actions
-         * are few. */
-        for (i = 0; i < sim->cfg.nodes; i++) {
+         * are few.  live mode: the node threads own 'now'; cs_sim_now
+         * reads the clock. */
+        for (i = 0; i < sim->cfg.nodes && sim->live == NULL; i++) {
             sim->nodes[i].now = a.at;
         }
         if (a.at > sim->end) {
@@ -773,7 +819,7 @@ static int loop(cs_sim *sim)
     uint32_t i;
     int rc;
 
-    if ((rc = run_actions_at(sim, 0)) != CS_OK) {
+    if ((rc = cs__sim_run_actions(sim, 0)) != CS_OK) {
         return rc;
     }
     sim->phase = PHASE_START;
@@ -811,7 +857,7 @@ static int loop(cs_sim *sim)
             if (sim->acts[0].at > until) {
                 return CS_OK;
             }
-            if ((rc = run_actions_at(sim, sim->acts[0].at)) != CS_OK ||
+            if ((rc = cs__sim_run_actions(sim, sim->acts[0].at)) != CS_OK ||
                 (rc = flush_all(sim)) != CS_OK) {
                 return rc;
             }
@@ -861,10 +907,14 @@ int cs_sim_run(cs_sim *sim, const cs_callbacks *cb)
     }
     sim->cb = cb;
     sim->running = 1;
-    if ((rc = cs__pool_start(sim)) == CS_OK) {
-        rc = loop(sim);
+    if (sim->cfg.live) {
+        rc = cs__live_run(sim);     /* live mode: core/live.c */
+    } else {
+        if ((rc = cs__pool_start(sim)) == CS_OK) {
+            rc = loop(sim);
+        }
+        cs__pool_stop(sim);
     }
-    cs__pool_stop(sim);
     if (rc == CS_OK || rc == CS_ESTOPPED) {
         for (i = 0; i < sim->cfg.nodes; i++) {
             /* A crashed node cannot be asked to decide. */

@@ -1,6 +1,6 @@
 /*
- * sim_int.h - the scheduler's shared state; private to sim.c, pool.c and
- * barrier.c.  See sim.c for the design.
+ * sim_int.h - the scheduler's shared state; private to sim.c, pool.c,
+ * barrier.c and live.c.  See sim.c for the design, live.c for live mode.
  */
 #ifndef CS_SIM_INT_H
 #define CS_SIM_INT_H
@@ -44,6 +44,8 @@ typedef struct node_rt {
     cs_time skew;           /* local clock = now + skew + drift * now */
     double drift;
     cs_rng brng;            /* the barrier's draws for this node */
+    cs_time stuck_at;       /* the instant of the last events ... */
+    uint32_t stuck_count;   /* ... and how many came at it */
     cs_stats st;            /* this node's share of the counters */
     unsigned char byz, failed, down;
 } node_rt;
@@ -101,6 +103,10 @@ struct cs_sim {
     size_t caprec;
     vec extra;              /* records made at the barrier itself */
     cs_time end;
+
+    /* live mode: the run's state (live.c) while cs_sim_run runs, else
+     * NULL.  Set before any thread starts, cleared after all are joined. */
+    struct cs_live *live;
 };
 
 
@@ -122,6 +128,30 @@ int cs__pool_start(cs_sim *sim);
 void cs__pool_stop(cs_sim *sim);
 /* Run the phase described by sim->phase/active/wend on every thread. */
 void cs__pool_round(cs_sim *sim);
+
+/* Run the scenario actions due by time 't'.  Main thread.  CS_ESTOPPED
+ * when an action returned nonzero. */
+int cs__sim_run_actions(cs_sim *sim, cs_time t);
+
+/* live.c: live mode (cfg.live), a thread per node in wall-clock time. */
+/* The whole run, in place of the pool and the window loop; sim->cb is
+ * set.  Blocks until every thread it started is joined.  Main thread. */
+int cs__live_run(cs_sim *sim);
+/* Wall-clock microseconds since the live run started.  Any thread; only
+ * while sim->live is set. */
+cs_time cs__live_now(const cs_sim *sim);
+/* Nonzero once the node threads run: per-node settings are theirs. */
+int cs__live_threads_up(const cs_sim *sim);
+/* Guard sim->faults against the node threads reading it; no-ops when no
+ * live run is in progress.  Never held across a callback. */
+void cs__live_lock_faults(cs_sim *sim);
+void cs__live_unlock_faults(cs_sim *sim);
+/* A node's send through the delay line, and a node's record (proposal,
+ * decision, claim, output) queued for the main thread.  The node's own
+ * thread.  Same contracts as cs_sim_send and add_record. */
+int cs__live_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg);
+int cs__live_record(cs_sim *sim, uint32_t node, int type, int kind,
+                    int64_t slot, const void *data, size_t len);
 
 /* barrier.c */
 /* Move sends into destination heaps and hand the window's records to the

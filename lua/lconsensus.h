@@ -60,6 +60,7 @@ typedef struct lcs_node {
     lcs_wbuf wbuf;          /* encode scratch */
     size_t mem;             /* bytes allocated by L */
     long steps;             /* instructions used by the current call */
+    int capped;             /* the memory cap refused an allocation */
     int in_handler;
     uint32_t ntags;         /* timer names interned so far */
     lcs_tcache tcache[LCS_TCACHE];
@@ -104,6 +105,7 @@ typedef struct lcs_run {
     int cache_idx;
     const char *name;       /* the protocol's name in error paths */
     int failed_action;      /* an action raised: stop */
+    long action_steps;      /* instructions of the running action */
     void *trace;            /* FILE * of --trace, or NULL */
     /* message type names, interned across node states (lock: types_lock) */
     void *types_lock;       /* pthread_mutex_t * */

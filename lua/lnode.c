@@ -137,6 +137,7 @@ static void *node_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
      * inside the handler, which fails this node only. */
     if (nd->lim->mem > 0 && nsize > old &&
         nd->mem + (nsize - old) > nd->lim->mem) {
+        nd->capped = 1;         /* say why when the error is reported */
         return NULL;
     }
     if (old > SMALL_MAX && nsize > SMALL_MAX) {
@@ -281,6 +282,29 @@ static int node_random(lua_State *L)
     lua_pushinteger(L, lo + (lua_Integer)cs_rng_below(
                                r, (uint64_t)hi - (uint64_t)lo + 1));
     return 1;
+}
+
+/* load(chunk [, name [, mode [, env]]]) with text chunks only: a crafted
+ * binary chunk can crash the VM, and nodes must never take the process
+ * down. */
+static int node_load(lua_State *L)
+{
+    const char *mode = luaL_optstring(L, 3, "t");
+
+    if (strchr(mode, 'b') != NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "load: binary chunks are not allowed in nodes");
+        return 2;
+    }
+    if (lua_gettop(L) < 3) {
+        lua_settop(L, 3);       /* env (4) stays absent */
+    }
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));      /* the real load */
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
 }
 
 static int node_randomseed(lua_State *L)
@@ -687,6 +711,8 @@ static int setup(lua_State *L)
     lua_setfield(L, -2, "cpath");
     lua_pushnil(L);
     lua_setfield(L, -2, "loadlib");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "searchpath");  /* it probes the file system */
     lua_createtable(L, 1, 0);
     lua_getfield(L, -2, "searchers");
     lua_rawgeti(L, -1, 1);          /* the preload searcher */
@@ -719,6 +745,9 @@ static int setup(lua_State *L)
     lua_pop(L, 1);
     set_node_fn(L, nd, node_print);
     lua_setglobal(L, "print");
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, node_load, 1);
+    lua_setglobal(L, "load");
     lua_pushcfunction(L, node_pcall);
     lua_setglobal(L, "pcall");
     lua_pushcfunction(L, node_xpcall);
@@ -949,7 +978,14 @@ static int call(lcs_node *nd, int nargs, const char *what)
     nd->in_handler = 0;
     if (rc != LUA_OK) {
         size_t len;
-        const char *msg = lua_tolstring(L, -1, &len);
+        const char *msg;
+
+        if (rc == LUA_ERRMEM && nd->capped) {
+            lua_pushfstring(L, "memory cap of %I bytes reached (see --memory)",
+                            (LUAI_UACINT)nd->lim->mem);
+        }
+        nd->capped = 0;
+        msg = lua_tolstring(L, -1, &len);
         /* "what\n" then the message with its traceback.  No raising here:
          * build the record in C memory. */
         size_t wlen = strlen(what);

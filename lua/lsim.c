@@ -491,6 +491,7 @@ static int do_output(lua_State *L)
         lua_setfield(L, -2, "value");
         append(L, results, "notes");
         break;
+    case CS_OUT_CORE:
     case LCS_OUT_ERROR: {
         const char *s = o->data, *nl = memchr(s, '\n', o->len);
         size_t wlen = nl != NULL ? (size_t)(nl - s) : 0;
@@ -547,7 +548,7 @@ static void on_output(void *ud, cs_sim *sim, uint32_t node, cs_time at,
     lua_State *L = run->L;
     outarg o = { run, node, at, kind, data, len };
 
-    if (kind == LCS_OUT_ERROR && run->strict) {
+    if ((kind == LCS_OUT_ERROR || kind == CS_OUT_CORE) && run->strict) {
         cs_sim_stop(sim);
     }
     lua_pushcfunction(L, do_output);
@@ -558,15 +559,46 @@ static void on_output(void *ud, cs_sim *sim, uint32_t node, cs_time at,
     }
 }
 
+/* A scenario action runs under the same instruction budget as a handler:
+ * an endless loop in it must end the run, not hang it.  The main state's
+ * extra space points at the run while the action runs (our own host and
+ * the stock interpreter leave it unused). */
+#define ACTION_HOOK_EVERY 1000
+
+static void action_hook(lua_State *L, lua_Debug *ar)
+{
+    lcs_run *run = *(lcs_run **)lua_getextraspace(L);
+
+    (void)ar;
+    if (run == NULL) {
+        return;
+    }
+    run->action_steps += ACTION_HOOK_EVERY;
+    if (run->lim.budget > 0 && run->action_steps > run->lim.budget) {
+        luaL_error(L, "instruction budget exceeded (%I VM instructions in "
+                   "one scenario action)", (LUAI_UACINT)run->lim.budget);
+    }
+}
+
 static int on_action(void *ud, cs_sim *sim, uint64_t id)
 {
     lcs_run *run = ud;
     lua_State *L = run->L;
+    void *saved = *(void **)lua_getextraspace(L);
+    lua_Hook old_hook = lua_gethook(L);
+    int old_mask = lua_gethookmask(L), old_count = lua_gethookcount(L);
+    int rc;
 
     (void)sim;
+    *(lcs_run **)lua_getextraspace(L) = run;
+    run->action_steps = 0;
+    lua_sethook(L, action_hook, LUA_MASKCOUNT, ACTION_HOOK_EVERY);
     lua_pushcfunction(L, main_msgh);
     lua_rawgeti(L, run->actions_idx, (lua_Integer)id);
-    if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
+    rc = lua_pcall(L, 0, 0, -2);
+    lua_sethook(L, old_hook, old_mask, old_count);
+    *(void **)lua_getextraspace(L) = saved;
+    if (rc != LUA_OK) {
         lua_setfield(L, run->results_idx, "action_error");
         lua_pop(L, 1);
         run->failed_action = 1;

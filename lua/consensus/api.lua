@@ -182,7 +182,7 @@ return function(M)
     if s.overflow == nil then
       error("sim: overflow must be drop_newest, drop_random or block", 2)
     end
-    s.trace = cfg.trace or o.trace
+    s.trace = o.trace or cfg.trace
     s.live = cfg.live or o.live or false
     s.data_dir = cfg.data_dir or o.data_dir
     s.protocols, s.byz, s.actions, s.setup = {}, {}, {}, {}
@@ -407,15 +407,21 @@ return function(M)
       for _, a in ipairs(hosted.args) do parts[#parts + 1] = a end
     else
       parts[1] = "lua5.4 " .. tostring(global_arg and global_arg[0] or "SCRIPT")
+      for i = 1, #(global_arg or {}) do parts[#parts + 1] = global_arg[i] end
     end
     parts[#parts + 1] = format("--nodes %d --faulty %d --seed %d", self.nodes, self.faulty, self.seed)
     -- The host options that change the run, when given.
     local o = M.options()
-    for _, name in ipairs { "latency", "loss", "duplicate", "attack", "attacker", "budget" } do
-      if o[name] ~= nil and (name ~= "budget" or o.budget ~= 50000000) then
-        parts[#parts + 1] = format("--%s %s", name, tostring(o[name]))
+    local defaults = { budget = 50000000, memory = 67108864, max_msg = 1048576, inbox = 0,
+                       ["until"] = 60000 }
+    for _, name in ipairs { "latency", "loss", "duplicate", "attack", "attacker", "budget",
+                            "memory", "max_msg", "inbox", "until", "partition", "crash",
+                            "heal_at" } do
+      if o[name] ~= nil and o[name] ~= defaults[name] then
+        parts[#parts + 1] = format("--%s %s", (name:gsub("_", "-")), tostring(o[name]))
       end
     end
+    if o.strict then parts[#parts + 1] = "--strict" end
     if type(o.byzantine) == "table" then
       parts[#parts + 1] = "--byzantine " .. concat(o.byzantine, ",")
     end
@@ -613,7 +619,10 @@ return function(M)
     end
     if r.action_error then
       worsen(2)
-      error("scenario action failed: " .. tostring(r.action_error), 0)
+      -- The message carries its traceback already: raise it as an object
+      -- the host prints as it is.
+      error(setmetatable({ message = "scenario action failed: " .. tostring(r.action_error) },
+        { __tostring = function(e) return e.message end }), 0)
     end
     local rep = build_report(self, r, slots)
     worsen(rep.status)

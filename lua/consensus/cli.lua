@@ -8,7 +8,7 @@
 
 local M = {}
 
-local error, ipairs, pairs = error, ipairs, pairs
+local error, ipairs, pairs, pcall = error, ipairs, pairs, pcall
 local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
 local concat, sort = table.concat, table.sort
 local format, rep = string.format, string.rep
@@ -177,6 +177,24 @@ function M.check(opts)
     local ok, err = require("consensus.viz").parse_window(opts.window)
     if not ok then M.usage_error(err) end
   end
+  for _, name in ipairs { "memory", "max_msg", "inbox" } do
+    if opts[name] ~= nil and opts[name] < 0 then
+      M.usage_error(format("--%s must be at least 0 (0: no cap)", dashed(name)))
+    end
+  end
+  if opts["until"] ~= nil and not (opts["until"] < 9e12) then
+    M.usage_error("--until must be a finite number of ms")
+  end
+  if opts.latency ~= nil then
+    local ok, lat = pcall(require("consensus").latency, opts.latency)
+    if not ok then M.usage_error("--latency: " .. tostring(lat):gsub("^.-:%d+: ", "")) end
+    if not (lat.a > 0) then
+      M.usage_error("--latency: the smallest latency must be above 0 ms (it is the scheduler's lookahead)")
+    end
+    if lat.kind == 1 and not (lat.b >= lat.a) then
+      M.usage_error("--latency: uniform:A:B needs B >= A")
+    end
+  end
   if opts.budget ~= nil and opts.budget < 1000 then
     M.usage_error("--budget must be at least 1000")
   end
@@ -185,7 +203,8 @@ function M.check(opts)
     for item in opts.byzantine:gmatch("[^,]+") do
       local id = tonumber(item)
       if id == nil or math_type(id) ~= "integer" or id < 0 or (opts.nodes and id >= opts.nodes) then
-        M.usage_error(format("--byzantine: '%s' is not a node id (0..%d)", item, (opts.nodes or 1) - 1))
+        M.usage_error(format("--byzantine: '%s' is not a node id%s", item,
+          opts.nodes and format(" (0..%d)", opts.nodes - 1) or ""))
       end
       ids[#ids + 1] = id
     end
@@ -257,7 +276,8 @@ function M.help(spec, script)
       lines[#lines + 1] = format("Options of %s:", script or "the script")
       for _, name in ipairs(names) do
         local d = spec[name][1]
-        local meta = type(d) == "boolean" and nil or type(d) == "number" and "N" or "TEXT"
+        local meta
+        if type(d) == "number" then meta = "N" elseif type(d) ~= "boolean" then meta = "TEXT" end
         add(name, meta, spec[name][2] or "", type(d) ~= "boolean" and d or nil)
       end
     end

@@ -275,10 +275,8 @@ function M.main(opts, script, _, argv)
         .. "(exit status %s):\n%s\n", k, r.what, tostring(r.code), first_lines(r.err, 20)))
       return 2
     end
-  end
-  -- A run that wrote no trace failed early (usage, script error) or ran
-  -- no simulation: nothing to compare.
-  for k, r in ipairs(runs) do
+    -- A run that wrote no trace failed early (usage, script error) or ran
+    -- no simulation: nothing to compare, and no point in the next run.
     local f = open(r.trace, "rb")
     local empty = f == nil or f:read(1) == nil
     if f then f:close() end

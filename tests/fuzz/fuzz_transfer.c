@@ -7,7 +7,9 @@
  * succeed or fail with a message, never crash, hang, leak or raise
  * outside a protected call, and the stacks must follow the contract:
  * on success 'from' unchanged and one value more on 'to'; on failure one
- * string more on 'from' and 'to' unchanged.  A violation aborts.
+ * string more on 'from' and 'to' unchanged.  When the value is plain
+ * data (it encodes as a message), the copy must encode to the same
+ * canonical bytes.  A violation aborts.
  *
  * Input layout:
  *   byte 0  mode: bit 0-1 == 0: the rest is Lua source (a chunk whose
@@ -17,7 +19,8 @@
  *           bit 4: copy twice with a dump cache (two 'to' states);
  *           bit 5: cap to's memory tightly; bit 6: cap from's memory at
  *           its use before the copy; bit 7: name the root NULL
- *   byte 1  the memory slack of those caps (in 256-byte units)
+ *   byte 1  the memory slack of those caps (in units of 256 bytes for
+ *           'to', 64 for 'from')
  *   byte 2  the pool slot copied (generator mode)
  *   rest    Lua source, or generator operations
  *
@@ -49,6 +52,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "lcodec.h"
 #include "lconsensus.h"
 #include "ltransfer.h"
 
@@ -245,7 +249,18 @@ static lua_State *new_state(box *b, int kind, int to)
 
 typedef struct rd {
     const uint8_t *p, *end;
+    unsigned work;              /* elements the bulk operations may add */
 } rd;
+
+/* Take up to 'n' from the bulk budget: an input repeating the wide and
+ * deep operations would otherwise spend most of the time building. */
+static unsigned take(rd *r, unsigned n)
+{
+    if (n > r->work)
+        n = r->work;
+    r->work -= n;
+    return n;
+}
 
 static unsigned byte(rd *r)
 {
@@ -336,16 +351,19 @@ static int good_key(lua_State *L)
              && isnan(lua_tonumber(L, -1)));
 }
 
-/* Run factory/library chunk 'src' with (a, b) from the pool; its first
- * result (or nil) is left on top. */
-static void run_chunk(lua_State *L, int pool, const char *src, unsigned a,
-                      unsigned b)
+/* The chunks, compiled once per input (compiling them for every
+ * operation made the target ten times slower): CHUNKS[k] for k < NFACT
+ * is factories[k], then the libvals, then CHAIN. */
+#define CHUNKS 2                /* gen_call's stack slot for them */
+#define CHAIN ((int)(NFACT + NLIB))
+
+static const char chain_src[] = "local a = ... return function() return a end";
+
+/* Run chunk 'k' with (a, b) from the pool; its first result (or nil) is
+ * left on top. */
+static void run_chunk(lua_State *L, int pool, int k, unsigned a, unsigned b)
 {
-    if (luaL_loadstring(L, src) != LUA_OK) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        return;
-    }
+    lua_rawgeti(L, CHUNKS, k + 1);
     get(L, pool, a);
     get(L, pool, b);
     if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
@@ -431,11 +449,11 @@ static void gen_op(lua_State *L, int pool, rd *r)
     case 8:                                 /* closure from a factory */
         b = byte(r);
         c = byte(r);
-        run_chunk(L, pool, factories[byte(r) % NFACT], b, c);
+        run_chunk(L, pool, (int)(byte(r) % NFACT), b, c);
         set(L, pool, a);
         break;
     case 9:                                 /* library value */
-        run_chunk(L, pool, libvals[byte(r) % NLIB], 0, 0);
+        run_chunk(L, pool, (int)(NFACT + byte(r) % NLIB), 0, 0);
         set(L, pool, a);
         break;
     case 10:                                /* user global */
@@ -475,16 +493,30 @@ static void gen_op(lua_State *L, int pool, rd *r)
         }
         lua_pop(L, 1);
         break;
-    case 14:                                /* register a module */
+    case 14:                                /* a module or its field */
         b = byte(r);
         luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+        if (b & 8) {
+            /* a library path whose value in 'to' has another type */
+            static const char *const mods[] = {"math", "string", "table",
+                                               "os"};
+            static const char *const fields[] = {"floor", "format",
+                                                 "concat", "time"};
+
+            if (lua_getfield(L, -1, mods[b % 4]) == LUA_TTABLE) {
+                get(L, pool, a);
+                lua_setfield(L, -2, fields[b % 4]);
+            }
+            lua_pop(L, 2);
+            break;
+        }
         get(L, pool, a);
         snprintf(buf, sizeof buf, "fuzzmod%u", b % 4);
         lua_setfield(L, -2, b & 4 ? "string" : buf);
         lua_pop(L, 1);
         break;
     case 15:                                /* a wide table */
-        n = byte(r) * 8u;
+        n = take(r, byte(r) * 4u);
         lua_createtable(L, 0, 0);
         for (i = 0; i < n; i++) {
             if (i % 3 == 0) {
@@ -503,7 +535,8 @@ static void gen_op(lua_State *L, int pool, rd *r)
         set(L, pool, a);
         break;
     case 16:                                /* deep nesting of tables */
-        n = byte(r) + byte(r);              /* up to 510 */
+        n = byte(r);
+        n = take(r, n + byte(r));           /* up to 510 */
         get(L, pool, byte(r));
         for (i = 0; i < n; i++) {
             lua_createtable(L, 1, 0);
@@ -513,13 +546,11 @@ static void gen_op(lua_State *L, int pool, rd *r)
         set(L, pool, a);
         break;
     case 17:                                /* a chain of closures */
-        n = byte(r) + byte(r);
+        n = byte(r);
+        n = take(r, n + byte(r));
         get(L, pool, byte(r));
         for (i = 0; i < n; i++) {
-            if (luaL_loadstring(L, "local a = ... return function() "
-                                   "return a end") != LUA_OK) {
-                break;
-            }
+            lua_rawgeti(L, CHUNKS, CHAIN + 1);
             lua_insert(L, -2);
             lua_call(L, 1, 1);
         }
@@ -533,6 +564,11 @@ static void gen_op(lua_State *L, int pool, rd *r)
         break;
     default:                                /* a userdata */
         b = byte(r);
+        if (b & 4) {
+            lua_pushlightuserdata(L, r);
+            set(L, pool, a);
+            break;
+        }
         lua_newuserdatauv(L, 8, 1);
         if (b & 1) {
             luaL_newmetatable(L, b & 2 ? "fuzz.Box" : "fuzz.Other");
@@ -547,14 +583,24 @@ static void gen_op(lua_State *L, int pool, rd *r)
 static int gen_call(lua_State *L)
 {
     rd *r = lua_touserdata(L, 2);
-    int ops = 0;
+    int ops = 0, k;
+    const char *src;
 
     lua_settop(L, 1);
+    lua_createtable(L, CHAIN + 1, 0);       /* [pool, chunks] */
+    for (k = 0; k <= CHAIN; k++) {
+        src = k < (int)NFACT ? factories[k]
+              : k < CHAIN ? libvals[k - (int)NFACT] : chain_src;
+        if (luaL_loadstring(L, src) != LUA_OK)
+            return lua_error(L);            /* a typo above */
+        lua_rawseti(L, CHUNKS, k + 1);
+    }
     while (r->p < r->end && ops++ < 256) {
         luaL_checkstack(L, 8, "fuzz");
         gen_op(L, 1, r);
-        lua_settop(L, 1);
+        lua_settop(L, CHUNKS);
     }
+    lua_settop(L, 1);
     return 1;
 }
 
@@ -571,8 +617,62 @@ static void bad(const char *what, const uint8_t *data, size_t size)
     abort();
 }
 
+/* Protected: [value, wbuf] -> nothing; the canonical encoding in wbuf. */
+static int encode_call(lua_State *L)
+{
+    lcs_encode(L, 1, lua_touserdata(L, 2), (size_t)1 << 20, 1, "fuzz");
+    return 0;
+}
+
+/* Encode the value at 'idx' of L into b; 0 if it is not plain data (or
+ * too large, or memory ran out). */
+static int encode_value(lua_State *L, int idx, lcs_wbuf *b)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, encode_call);
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, b);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
 /* FUZZ_VERBOSE=1 in the environment: print each copy's outcome. */
 static int verbose = -1;
+
+/* Plain data must survive the copy: same canonical encoding.  Run with
+ * the memory caps lifted (an encode that runs out in one state only
+ * proves nothing). */
+static void check_same(lua_State *F, int idx, lua_State *T,
+                       const uint8_t *data, size_t size)
+{
+    lcs_wbuf bf = {0}, bt = {0};
+    box *fb, *tb;
+    size_t flim, tlim;
+    int same;
+
+    lua_getallocf(F, (void **)&fb);
+    lua_getallocf(T, (void **)&tb);
+    flim = fb->limit;
+    tlim = tb->limit;
+    fb->limit = tb->limit = MEM_CAP;
+    if (encode_value(F, idx, &bf)) {
+        if (!encode_value(T, -1, &bt))
+            bad("plain data copied into something that does not encode",
+                data, size);
+        same = bf.len == bt.len && memcmp(bf.p, bt.p, bf.len) == 0;
+        if (!same)
+            bad("plain data copied into different data", data, size);
+        if (verbose)
+            fprintf(stderr, "fuzz_transfer: same data (%zu bytes)\n", bf.len);
+    }
+    fb->limit = flim;
+    tb->limit = tlim;
+    lcs_wbuf_free(&bf);
+    lcs_wbuf_free(&bt);
+}
 
 /* Copy the value at 'idx' of F into T and check the contract. */
 static void copy_once(lua_State *F, int idx, lua_State *T, const char *name,
@@ -588,6 +688,7 @@ static void copy_once(lua_State *F, int idx, lua_State *T, const char *name,
     if (ok) {
         if (lua_gettop(F) != ftop || lua_gettop(T) != ttop + 1)
             bad("success with wrong stacks", data, size);
+        check_same(F, idx, T, data, size);
     } else {
         if (lua_gettop(T) != ttop || lua_gettop(F) != ftop + 1)
             bad("failure with wrong stacks", data, size);
@@ -625,6 +726,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         r.p = data + 3;
         r.end = data + size;
+        r.work = 4096;
         lua_pushcfunction(F, gen_call);
         lua_createtable(F, NSLOT, 0);
         lua_pushlightuserdata(F, &r);

@@ -112,6 +112,40 @@ write("fuzz_transfer", "gen_library", gen(1 + 4, 0,
 write("fuzz_transfer", "gen_deep", gen(1, 0,
   16, 0, 120, 100, 5,   -- 220 nested tables
   17, 1, 90, 90, 0))    -- a chain of 180 closures
+write("fuzz_transfer", "gen_data", gen(1 + 16, 0,
+  4, 0, 0x11,           -- P1 = {}
+  4, 1, 0,              -- P2 = {}
+  2, 2, 4, 116, 121, 112, 101,  -- P3 = "type"
+  1, 3, 1,              -- P4 = -0.0
+  0, 4, 0xff, 40,       -- P5 = -2^40
+  5, 0, 2, 3,           -- P1.type = -0.0
+  6, 0, 9, 4,           -- P1[1] = P5
+  6, 0, 11, 2,          -- P1[3] = "type" (a hole at 2)
+  5, 1, 4, 1,           -- P2[P5] = P2 (a cycle: P2 is not data) ...
+  5, 0, 3, 0,           -- P1[-0.0 -> 0] = P1 (... nor is P1 now)
+  4, 1, 0,              -- P2 = {} again
+  5, 1, 2, 2,           -- P2.type = "type"
+  5, 0, 0, 1))          -- P1[P1] = P2: a table key, not data either
+write("fuzz_transfer", "gen_plain", gen(1 + 16, 0,
+  4, 0, 0x11,           -- P1 = {}
+  4, 1, 0,              -- P2 = {}
+  2, 2, 4, 116, 121, 112, 101,  -- P3 = "type"
+  1, 3, 1,              -- P4 = -0.0
+  0, 4, 0xff, 40,       -- P5 = -2^40
+  5, 0, 2, 3,           -- P1.type = -0.0
+  6, 0, 9, 4,           -- P1[1] = P5
+  6, 0, 11, 2,          -- P1[3] = "type" (a hole at 2)
+  5, 1, 2, 2,           -- P2.type = "type"
+  5, 0, 4, 1,           -- P1[P5] = P2
+  1, 5, 10,             -- P6 = nan
+  5, 1, 3, 5))          -- P2[0] = nan
+write("fuzz_transfer", "gen_odd", gen(1 + 4, 0,
+  4, 0, 0,              -- P1 = {}
+  4, 1, 0,              -- P2 = {}
+  14, 1, 8,             -- math.floor = P2 (a table where 'to' has a function)
+  7, 0, 1,              -- setmetatable(P1, P2)
+  19, 2, 4))            -- P3 = a light userdata (the root with byte 2 = 2)
+write("fuzz_transfer", "gen_light", gen(1, 2, 19, 2, 4))
 write("fuzz_transfer", "gen_oom", gen(1 + 32, 0,
   15, 0, 40,            -- 320 keys
   8, 1, 0, 0, 6))
@@ -133,7 +167,8 @@ local argvs = {
                   "--label", "l", "count", "rate" },
   -- each of cli.check's refusals
   check_faulty = { "--nodes", "3", "--faulty", "5", "s.lua" },
-  check_negative = { "--faulty=-1", "--nodes=0", "s.lua" },
+  check_negative = { "--faulty=-1", "s.lua" },
+  check_zero = { "--nodes=0", "s.lua" },
   check_ranges = { "--threads", "0", "--rounds", "0", "--until", "-5", "s.lua" },
   check_prob = { "--loss", "1.5", "--duplicate=-0.1", "--budget", "10" },
   check_byz = { "--nodes", "4", "--byzantine", "1,x,7", "s.lua" },

@@ -1,28 +1,26 @@
--- test_pbft.lua: scripts/pbft_like.lua end to end, through the host.
+-- test_pbft: scripts/pbft_like.lua end to end, through the host: the
+-- normal case over n and f, every attacker strategy on backups and on
+-- the primary (view changes), checkpoints, batching, --heal-at liveness,
+-- --twofaced, determinism and the golden report.
 --
--- Run from the repository root with CS_HOST set to the consensus-lua
--- binary (ctest does both):
---   CS_HOST=$PWD/build/consensus-lua ./build/consensus-lua tests/lua/test_pbft.lua
 -- Set CS_UPDATE_GOLDEN=1 to record tests/golden/pbft_like.txt again.
 
-local HOST = os.getenv("CS_HOST")
-assert(HOST and HOST ~= "", "set CS_HOST to the consensus-lua binary")
+package.path = "tests/lua/?.lua;" .. package.path
+local t = require "testlib"
+local attackers = require "consensus.attackers"
 
 local SCRIPT = "scripts/pbft_like.lua"
 local GOLDEN = "tests/golden/pbft_like.txt"
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local function words(s)
+  local out = {}
+  for w in s:gmatch("%S+") do out[#out + 1] = w end
+  return out
+end
 
--- Run the script with 'args'; returns its stdout and exit code.
--- stderr goes to /dev/null unless 'keep_stderr' (then it is merged).
-local function run(args, keep_stderr)
-  local cmd = quote(HOST) .. " " .. SCRIPT .. " " .. args
-    .. (keep_stderr and " 2>&1" or " 2>/dev/null")
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a")
-  local ok, how, code = pipe:close()
-  assert(how == "exit", cmd .. ": ended by " .. tostring(how) .. " " .. tostring(code))
-  return out, code, cmd
+-- Run the script with 'args' (a string of words); stdout, stderr, status.
+local function run(args)
+  return t.host_run(SCRIPT, table.unpack(words(args)))
 end
 
 local function field(json, name)
@@ -31,111 +29,180 @@ local function field(json, name)
   return v
 end
 
-local checked = 0
+local function view_changes(json)
+  return tonumber(json:match('"view_changes":(%d+)') or "0")
+end
+
+-- Exit 0 and every check holds; returns the JSON line.
+local function passes(args)
+  local out, err, code = run(args .. " --json")
+  local where = SCRIPT .. " " .. args .. "\n" .. out .. err
+  t.eq(code, 0, "exit status of " .. where)
+  t.eq(field(out, "agreement"), "true", "agreement of " .. where)
+  t.eq(field(out, "validity"), "true", "validity of " .. where)
+  t.eq(field(out, "termination"), "true", "termination of " .. where)
+  t.eq(field(out, "decided"), field(out, "honest"), "decided of " .. where)
+  return out
+end
+
+local cases = {}
+local function case(name, fn) cases[#cases + 1] = { name, fn } end
 
 ---------------------------------------------------------------- correctness
 
--- Up to f silent backups: every honest replica executes every request.
-local seeds = { 1, 2, 7 }
-for _, n in ipairs { 4, 7, 10 } do
-  local fmax = (n - 1) // 3
-  for f = 0, fmax do
-    for _, seed in ipairs(seeds) do
-      local args = string.format("--nodes %d --faulty %d --seed %d --json", n, f, seed)
-      local out, code, cmd = run(args)
-      local where = cmd .. "\n" .. out
-      assert(code == 0, "exit " .. tostring(code) .. ": " .. where)
-      assert(field(out, "status") == "0", where)
-      assert(field(out, "agreement") == "true", where)
-      assert(field(out, "validity") == "true", where)
-      assert(field(out, "termination") == "true", where)
-      assert(field(out, "slots") == "10", where)
-      assert(field(out, "honest") == tostring(n - f), where)
-      assert(field(out, "decided") == field(out, "honest"), where)
-      -- the silent replicas are backups, never the primary (node 0)
-      local byz = out:match('"byzantine":%[([%d,]*)%]')
-      assert(byz, where)
-      local count = 0
-      for id in byz:gmatch("%d+") do
-        assert(id ~= "0", "node 0 chosen as silent: " .. where)
-        count = count + 1
+-- Up to f silent replicas, chosen by the seed (the primary among them
+-- sometimes): every honest replica executes every request.
+case("n in {4, 7, 10} x f in 0..fmax x seeds", function()
+  for _, n in ipairs { 4, 7, 10 } do
+    for f = 0, (n - 1) // 3 do
+      for _, seed in ipairs { 1, 7 } do
+        local out = passes(string.format("--nodes %d --faulty %d --seed %d", n, f, seed))
+        t.eq(field(out, "honest"), tostring(n - f), "honest replicas")
+        t.eq(field(out, "slots"), "10", "slots")
       end
-      assert(count == f, where)
-      checked = checked + 1
     end
   end
-end
+end)
 
--- --requests sets the number of slots to decide.
-do
-  local out, code = run("--nodes 7 --faulty 2 --requests 25 --json")
-  assert(code == 0 and field(out, "slots") == "25" and field(out, "decided") == "5", out)
-  checked = checked + 1
-end
+case("more silent replicas than f: no quorum, exit 3, still safe", function()
+  local out, _, code = run("--nodes 4 --faulty 2 --json")
+  t.eq(code, 3, "exit status")
+  t.eq(field(out, "termination"), "false", "termination")
+  t.eq(field(out, "agreement"), "true", "agreement")
+end)
 
--- More silent replicas than f: no quorum, so no termination (exit 3),
--- and still no safety violation.
-do
-  local out, code = run("--nodes 4 --faulty 2 --json")
-  assert(code == 3, "expected exit 3, got " .. tostring(code) .. ": " .. out)
-  assert(field(out, "status") == "3", out)
-  assert(field(out, "termination") == "false", out)
-  assert(field(out, "agreement") == "true", out)
-  checked = checked + 1
-end
+---------------------------------------------------------------- attackers
+
+-- Every strategy on backups and on primaries (n = 7: the primaries of
+-- views 0 and 1 both faulty, so two view changes may be needed).
+case("every attacker strategy on backups", function()
+  for _, a in ipairs(attackers.names()) do
+    passes("--nodes 4 --attack " .. a .. " --byzantine 2")
+    passes("--nodes 7 --attack " .. a .. " --byzantine 3,5 --seed 2")
+  end
+end)
+
+case("every attacker strategy on the primary", function()
+  for _, a in ipairs(attackers.names()) do
+    local one = passes("--nodes 4 --attack " .. a .. " --byzantine 0")
+    local two = passes("--nodes 7 --attack " .. a .. " --byzantine 0,1 --seed 3")
+    if a == "silent" then
+      assert(view_changes(one) >= 1, "a silent primary needs a view change: " .. one)
+      assert(view_changes(two) >= 1, "silent primaries need a view change: " .. two)
+    end
+  end
+end)
+
+case("a silent primary: view change, report shows it", function()
+  local out, _, code = run("--byzantine 0 --attack silent")
+  t.eq(code, 0, "exit status")
+  t.has(out, "faulty replicas: 0 (attacker silent)", "report")
+  t.has(out, "client: on node 3", "the client is not on a faulty node")
+  t.has(out, "view changes: 1; views installed at honest replicas: 1 (primary 1)", "report")
+  t.has(out, "client: 10 of 10 results accepted", "report")
+end)
+
+case("the client moves off a faulty highest node", function()
+  local out = run("--byzantine 3 --attack silent")
+  t.has(out, "client: on node 2", "report")
+  out = run("--nodes 7 --byzantine 5,6 --attack flip")
+  t.has(out, "client: on node 4", "report")
+end)
+
+-- The coalition that breaks a PBFT without its commit phase
+-- (test_buggy_pbft.lua) leaves the real one safe and live.
+case("--twofaced coalition: safe and live", function()
+  for _, seed in ipairs { 1, 2, 3 } do
+    local out = passes("--nodes 7 --faulty 2 --twofaced --seed " .. seed)
+    assert(view_changes(out) >= 1, "view change expected: " .. out)
+  end
+  passes("--nodes 10 --faulty 3 --twofaced")
+end)
+
+---------------------------------------------------------------- checkpoints, batches
+
+case("checkpoints become stable, the window moves", function()
+  local out, _, code = run("")
+  t.eq(code, 0, "exit status")
+  t.has(out, "stable checkpoints: 5 at ", "report")
+  t.has(out, "; 10 at ", "report")
+  -- 30 requests at once: the primary waits for the window (L = 4) to move
+  out, _, code = run("--requests 30 --interval 0 --checkpoint 2 --log-window 4")
+  t.eq(code, 0, "exit status with a small window:\n" .. out)
+  t.has(out, "30 at ", "the last checkpoint is stable")
+  t.has(out, "client: 30 of 30 results accepted", "report")
+end)
+
+case("--batch 3: fewer sequence numbers, every request decided", function()
+  local one = passes("--requests 24 --interval 0 --faulty 0")
+  local three = passes("--requests 24 --interval 0 --faulty 0 --batch 3")
+  local function pp(json)
+    return tonumber(json:match('"PRE%-PREPARE":{"bytes":%d+,"messages":(%d+)'))
+  end
+  assert(pp(one) and pp(three), "PRE-PREPARE counts: " .. one .. three)
+  assert(pp(three) * 2 < pp(one), "batching should cut PRE-PREPAREs: " .. pp(one) .. " vs " .. pp(three))
+  passes("--nodes 7 --faulty 2 --batch 3 --requests 20 --attack equivocate --byzantine 0,1")
+end)
+
+---------------------------------------------------------------- liveness
+
+case("--heal-at: decides within the declared bound after healing", function()
+  for _, args in ipairs {
+    "--nodes 4 --heal-at 500",
+    "--nodes 7 --faulty 2 --heal-at 1500 --seed 2",
+    "--nodes 7 --byzantine 0,1 --attack silent --heal-at 800",
+    -- a crashed replica (the primary) restarts at the heal and recovers
+    "--nodes 4 --faulty 0 --crash 0@30 --heal-at 600",
+  } do
+    passes(args)
+    local out = run(args)
+    t.has(out, "liveness: healed at", args)
+    t.has(out, "all executed by +", args)
+  end
+end)
 
 ---------------------------------------------------------------- determinism
 
-local function without_threads(json)
-  return (json:gsub('"threads":%d+,?', ""))
-end
-
-for _, args in ipairs {
-  "--nodes 4 --faulty 1 --seed 3",
-  "--nodes 10 --faulty 3 --seed 11 --requests 30 --interval 1",
-} do
-  local one = run(args .. " --json --threads 1")
-  local two = run(args .. " --json --threads 2")
-  local again = run(args .. " --json --threads 2")
-  assert(one ~= "", args)
-  assert(without_threads(one) == without_threads(two),
-    "--threads 1 and 2 differ for " .. args .. ":\n" .. one .. two)
-  assert(two == again, "two runs differ for " .. args .. ":\n" .. two .. again)
-  -- the human report too
-  local h1 = run(args .. " --threads 1")
-  local h2 = run(args .. " --threads 2")
-  assert(h1 == h2, "human reports differ for " .. args .. ":\n" .. h1 .. h2)
-  checked = checked + 1
-end
+case("same output with --threads 1 and 2, and in two processes", function()
+  for _, args in ipairs {
+    "--nodes 10 --faulty 3 --seed 11 --requests 30 --interval 1",
+    "--nodes 7 --attack garble --byzantine 0,1 --seed 2",
+  } do
+    local one = run(args .. " --json --threads 1")
+    local two = run(args .. " --json --threads 2")
+    local again = run(args .. " --json --threads 2")
+    assert(one ~= "", args)
+    t.eq(t.strip_threads(one), t.strip_threads(two), "--threads 1 vs 2 for " .. args)
+    t.eq(two, again, "two processes for " .. args)
+    t.eq(run(args .. " --threads 1"), run(args .. " --threads 2"), "human reports for " .. args)
+  end
+end)
 
 ---------------------------------------------------------------- usage
 
-do
-  local out, code = run("--bogus", true)
-  assert(code == 2, "--bogus: expected exit 2, got " .. tostring(code))
-  assert(out:find("bogus", 1, true), "--bogus: message should name it: " .. out)
-  out, code = run("--requests", true)
-  assert(code == 2, "--requests without a value: expected exit 2, got " .. tostring(code))
-  out, code = run("--requests 0", true)
-  assert(code == 2, "--requests 0: expected exit 2, got " .. tostring(code))
-  checked = checked + 1
-end
+case("usage errors exit 2", function()
+  for _, args in ipairs {
+    "--bogus", "--requests", "--requests 0", "--batch 0", "--checkpoint 0",
+    "--log-window 7", "--timeout 0", "--twofaced --attack flip",
+    "--twofaced --faulty 0",
+  } do
+    local _, err, code = run(args)
+    t.eq(code, 2, "exit status of " .. args .. " (" .. err .. ")")
+  end
+end)
 
 ---------------------------------------------------------------- golden
 
-do
-  local out, code = run("--threads 1")
-  assert(code == 0, "default run: exit " .. tostring(code))
+case("golden report", function()
+  local out, err, code = run("--threads 1")
+  t.eq(code, 0, "default run: " .. err)
   if os.getenv("CS_UPDATE_GOLDEN") == "1" then
     local f = assert(io.open(GOLDEN, "wb"))
     f:write(out)
     f:close()
     print("recorded " .. GOLDEN)
   end
-  local f = io.open(GOLDEN, "rb")
-  assert(f, "missing " .. GOLDEN .. " (record it with CS_UPDATE_GOLDEN=1)")
-  local want = f:read("a")
-  f:close()
+  local want = t.read(GOLDEN)
   if out ~= want then
     local tmp = os.tmpname()
     local g = assert(io.open(tmp, "wb"))
@@ -144,9 +211,9 @@ do
     error(string.format("%s: output of 'consensus-lua %s --threads 1' differs;\n"
       .. "  see: diff -u %s %s\n"
       .. "  if the change is intended: CS_UPDATE_GOLDEN=1 CS_HOST=%s %s tests/lua/test_pbft.lua",
-      GOLDEN, SCRIPT, GOLDEN, tmp, HOST, HOST), 0)
+      GOLDEN, SCRIPT, GOLDEN, tmp, t.host, t.host), 0)
   end
-  checked = checked + 1
-end
+  t.eq(run("--threads 2"), out, "golden run again, 2 threads")
+end)
 
-print(string.format("test_pbft: %d checks passed", checked))
+t.cases(cases)

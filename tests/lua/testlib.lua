@@ -37,7 +37,9 @@ end
 
 -- Write 'text' to a fresh temporary file and return its name.
 function M.temp_script(text)
-  local name = os.tmpname() .. ".lua"
+  local base = os.tmpname()
+  os.remove(base)
+  local name = base .. ".lua"
   local f = assert(io.open(name, "w"))
   f:write(text)
   f:close()
