@@ -69,6 +69,7 @@ return function(M)
     if state.opts then return state.opts end
     spec = spec or {}
     if type(spec) ~= "table" then error("options: spec must be a table", 2) end
+    state.spec = spec
     local opts
     local hosted = state.hosted
     local script = hosted and hosted.script or (global_arg and global_arg[0])
@@ -299,7 +300,9 @@ return function(M)
   end
 
   function Sim:apply_cli_faults(o)
-    if type(o.partition) == "string" then
+    -- A script that declares an option of the same name owns it.
+    local own = state.spec or {}
+    if type(o.partition) == "string" and not own.partition then
       for spec in o.partition:gmatch("[^;]+") do
         local groups_text, span = spec:match("^([^@]+)@?(.*)$")
         local groups = {}
@@ -319,7 +322,7 @@ return function(M)
         if to then self:at(to, function(s) s:heal() end) end
       end
     end
-    if type(o.crash) == "string" then
+    if type(o.crash) == "string" and not own.crash then
       for spec in o.crash:gmatch("[^;]+") do
         local id, at, restart = spec:match("^(%d+)@([%d.]+)%-?([%d.]*)$")
         if not id then cli.usage_error(format("--crash: '%s' is not ID@AT or ID@AT-RESTART", spec)) end
