@@ -34,7 +34,13 @@ typedef struct lcs_limits {
     size_t max_msg;         /* bytes of one encoded message */
     long budget;            /* VM instructions per handler call */
     size_t mem;             /* bytes of one node state */
+    int allow;              /* LCS_ALLOW_*: libraries opened on purpose */
 } lcs_limits;
+
+/* What a scenario may give node states on purpose (sim{allow = {...}},
+ * --allow): the real io library, the real os library (its time and clock
+ * still virtual), and debug.  Each breaks isolation or determinism. */
+enum { LCS_ALLOW_IO = 1, LCS_ALLOW_OS = 2, LCS_ALLOW_DEBUG = 4 };
 
 struct lcs_run;
 

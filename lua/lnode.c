@@ -732,7 +732,20 @@ static int setup(lua_State *L)
     /* Deterministic stand-ins for the outside world. */
     set_global_fn(L, nd, LUA_MATHLIBNAME, "random", node_random);
     set_global_fn(L, nd, LUA_MATHLIBNAME, "randomseed", node_randomseed);
-    lua_createtable(L, 0, 2);
+    /* Libraries a scenario asked for on purpose (see LCS_ALLOW_*). */
+    if (nd->lim->allow & LCS_ALLOW_IO) {
+        luaL_requiref(L, LUA_IOLIBNAME, luaopen_io, 1);
+        lua_pop(L, 1);
+    }
+    if (nd->lim->allow & LCS_ALLOW_DEBUG) {
+        luaL_requiref(L, LUA_DBLIBNAME, luaopen_debug, 1);
+        lua_pop(L, 1);
+    }
+    if (nd->lim->allow & LCS_ALLOW_OS) {
+        luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
+    } else {
+        lua_createtable(L, 0, 2);
+    }
     set_node_fn(L, nd, node_time);
     lua_setfield(L, -2, "time");
     set_node_fn(L, nd, node_clock);

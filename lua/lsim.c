@@ -140,6 +140,7 @@ static int l_newsim(lua_State *L)
     box->lim.budget = (long)field_num(L, 1, "budget", 50000000);
     box->lim.mem = (size_t)field_num(L, 1, "memory", 64.0 * 1024 * 1024);
     box->lim.max_msg = (size_t)field_num(L, 1, "max_msg", 1024 * 1024);
+    box->lim.allow = (int)field_num(L, 1, "allow", 0);
     if ((rc = cs_sim_new(&box->sim, &cfg)) != CS_OK) {
         return luaL_error(L, "sim: %s", cs_strerror(rc));
     }

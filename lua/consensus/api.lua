@@ -184,6 +184,21 @@ return function(M)
       error("sim: overflow must be drop_newest, drop_random or block", 2)
     end
     s.trace = o.trace or cfg.trace
+    -- Libraries given to node states on purpose: sim{allow = {"io"}} or
+    -- --allow io,os.  Each breaks isolation or determinism.
+    local bits = { io = 1, os = 2, debug = 4 }
+    s.allow = 0
+    local allow = cfg.allow or {}
+    if type(o.allow) == "string" then
+      allow = {}
+      for name in o.allow:gmatch("[^,]+") do allow[#allow + 1] = name end
+    end
+    for _, name in ipairs(allow) do
+      if not bits[name] then
+        error(format("sim: allow: unknown library '%s' (io, os or debug)", tostring(name)), 2)
+      end
+      s.allow = s.allow | bits[name]
+    end
     s.live = cfg.live or o.live or false
     s.data_dir = cfg.data_dir or o.data_dir
     s.protocols, s.byz, s.actions, s.setup = {}, {}, {}, {}
@@ -560,6 +575,7 @@ return function(M)
       stop_when_decided = opts.stop_when_decided ~= false,
       strict = self.strict, budget = self.budget, memory = self.memory,
       max_msg = self.max_msg, inbox = self.inbox, overflow = self.overflow,
+      allow = self.allow,
       trace = (self.trace or M.options().svg or M.options().shiviz) ~= nil,
       live = self.live,
     }

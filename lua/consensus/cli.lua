@@ -51,6 +51,7 @@ M.HOST = {
   { "max_msg", "BYTES", "int", "size cap of one message", 1048576 },
   { "inbox", "N", "int", "messages pending per node (0: no cap)", 0 },
   { "live", nil, "flag", "run in wall-clock time, a thread per node (not reproducible)" },
+  { "allow", "LIBS", "string", "give node states io, os or debug on purpose, e.g. io,os" },
   { "json", nil, "flag", "print one JSON object per run instead of the report" },
   { "quiet", nil, "flag", "print no report (the exit status still tells)" },
   { "strict", nil, "flag", "stop the run at the first handler error (exit 2)" },
@@ -193,6 +194,13 @@ function M.check(opts)
     end
     if lat.kind == 1 and not (lat.b >= lat.a) then
       M.usage_error("--latency: uniform:A:B needs B >= A")
+    end
+  end
+  if type(opts.allow) == "string" then
+    for name in opts.allow:gmatch("[^,]+") do
+      if name ~= "io" and name ~= "os" and name ~= "debug" then
+        M.usage_error(format("--allow: unknown library '%s' (io, os or debug)", name))
+      end
     end
   end
   if opts.budget ~= nil and opts.budget < 1000 then

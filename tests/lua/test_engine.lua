@@ -196,6 +196,19 @@ local cases = {
     t.eq(v.debug, "nil", "debug"); t.eq(v.exec, "nil", "os.execute"); t.eq(v.req, false, "require C")
   end },
 
+  { "allow widens the sandbox on purpose, and only what it names", function()
+    local sim = consensus.sim { nodes = 1, allow = { "io" } }
+    sim:spawn { start = function(node)
+      node:note { io = type(io), date = type(os.date), debug = type(debug), t = os.time() }
+      node:propose(0); node:decide(0)
+    end }
+    local v = sim:run().notes[1].value
+    t.eq(v.io, "table", "io given"); t.eq(v.date, "nil", "os not given")
+    t.eq(v.debug, "nil", "debug not given"); t.eq(v.t, 0, "time still virtual")
+    local ok, err = pcall(consensus.sim, { nodes = 1, allow = { "socket" } })
+    t.eq(ok, false, "unknown library refused"); t.has(err, "unknown library 'socket'", "named")
+  end },
+
   { "a protocol holding a userdata upvalue is refused with its name", function()
     local out = io.stdout
     local sim = consensus.sim { nodes = 2 }
