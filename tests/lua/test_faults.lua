@@ -189,6 +189,37 @@ local cases = {
     t.eq(table.concat(by, " "), "0:0.0@0.0 1:100.0@0.0 1:110.0@5.0 0:10.0@10.0", "clocks")
   end },
 
+  { "lose_unsynced: a node that replies before persisting is caught", function()
+    -- Node 1 promises its one vote; nodes 0 and 2 each decide slot 1 on
+    -- its answer.  It crashes losing unsynced writes between the two asks.
+    local function run(sync_first)
+      local sim = consensus.sim { nodes = 3, network = { latency = 1 } }
+      sim:spawn {
+        start = function(node)
+          if node.id == 0 then node:send(1, { type = "ASK", v = "A" }) end
+          if node.id == 2 then node:set_timer("ask", 30) end
+          node:propose("A"); node:propose("B")
+        end,
+        timer = function(node) node:send(1, { type = "ASK", v = "B" }) end,
+        receive = function(node, msg, from)
+          if msg.type == "ASK" then
+            node.store.vote = node.store.vote or msg.v
+            if sync_first then node:sync() end
+            node:send(from, { type = "VOTE", v = node.store.vote })
+          else
+            node:decide(msg.v)
+          end
+        end,
+      }
+      sim:crash(1, { at = 10, restart = 20, lose_unsynced = true })
+      return sim:run { slots = 0, stop_when_decided = false }
+    end
+    local bad = run(false)
+    t.eq(bad.agreement, false, "replying before sync breaks agreement")
+    local good = run(true)
+    t.eq(good.agreement, true, "syncing first keeps the promise across the crash")
+  end },
+
   { "signatures: verify returns the value; forgeries are nil and counted", function()
     local sim = consensus.sim { nodes = 3 }
     sim:spawn {
@@ -225,7 +256,7 @@ local cases = {
       { { "--partition", "0,1" }, "two groups" },
       { { "--partition", "0|7" }, "not a node id" },
       { { "--latency", "wobbly:3" }, "bad latency" },
-      { { "--latency", "0" }, "bad network model" },
+      { { "--latency", "0" }, "smallest latency must be above 0 ms" },
       { { "--loss", "1.5" }, "probability" },
       { { "--attack", "nosuch" }, "unknown attack" },
     } do
