@@ -624,11 +624,12 @@ static int is_mapped_module(lua_State *F, int idx)
         "_G", "string", "table", "math", "os", "io", "coroutine", "utf8",
         "debug", "package", "consensus", NULL
     };
-    const char *s = lua_tostring(F, idx);
+    size_t len;
+    const char *s = lua_tolstring(F, idx, &len);
     int i;
 
     for (i = 0; names[i] != NULL; i++) {
-        if (strcmp(s, names[i]) == 0) {
+        if (strlen(names[i]) == len && memcmp(s, names[i], len) == 0) {
             return 1;
         }
     }

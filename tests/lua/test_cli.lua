@@ -14,6 +14,8 @@ local bad = {
   { "--nodes not a number", { "--nodes", "many", MV }, 2, "--nodes needs an integer, got 'many'" },
   { "--faulty above --nodes", { MV, "--nodes", "3", "--faulty", "4" }, 2, "--faulty (4) cannot exceed --nodes (3)" },
   { "--threads 0", { MV, "--threads", "0" }, 2, "--threads must be between 1 and 1024" },
+  { "--nodes too big for an integer", { MV, "--nodes", "-1e300" }, 2, "--nodes needs an integer, got '-1e300'" },
+  { "--seed too big for an integer", { MV, "--seed", "1e30" }, 2, "--seed needs an integer, got '1e30'" },
   { "option without value", { MV, "--seed" }, 2, "--seed needs a value" },
   { "missing script", { "scripts/no_such_script.lua" }, 2, "cannot open scripts/no_such_script.lua" },
   { "no script at all", {}, 2, "no SCRIPT given" },
