@@ -326,9 +326,11 @@ static int l_crash(lua_State *L)
     uint32_t id = check_id(L, box, 2);
     cs_time at = check_at(L, box, 3);
     int flags = lua_toboolean(L, 4) ? CS_CRASH_LOSE_UNSYNCED : 0;
+    int rc;
 
-    if (cs_sim_crash(box->sim, id, at, flags) != CS_OK) {
-        return luaL_error(L, "crash: out of memory");
+    if ((rc = cs_sim_crash(box->sim, id, at, flags)) != CS_OK) {
+        return luaL_error(L, "crash: %s", rc == CS_EINVAL
+                          ? "not supported in a live run" : cs_strerror(rc));
     }
     return 0;
 }
@@ -337,9 +339,11 @@ static int l_restart(lua_State *L)
 {
     simbox *box = checkbox(L);
     uint32_t id = check_id(L, box, 2);
+    int rc;
 
-    if (cs_sim_restart(box->sim, id, check_at(L, box, 3)) != CS_OK) {
-        return luaL_error(L, "restart: out of memory");
+    if ((rc = cs_sim_restart(box->sim, id, check_at(L, box, 3))) != CS_OK) {
+        return luaL_error(L, "restart: %s", rc == CS_EINVAL
+                          ? "not supported in a live run" : cs_strerror(rc));
     }
     return 0;
 }
@@ -350,11 +354,13 @@ static int l_pause(lua_State *L)
     uint32_t id = check_id(L, box, 2);
     cs_time at = check_at(L, box, 3);
     lua_Number ms = luaL_checknumber(L, 4);
+    int rc;
 
     luaL_argcheck(L, ms >= 0 && ms < 9e12, 4, "duration must be >= 0 ms");
-    if (cs_sim_pause(box->sim, id, at, (cs_time)llround(ms * 1000))
+    if ((rc = cs_sim_pause(box->sim, id, at, (cs_time)llround(ms * 1000)))
         != CS_OK) {
-        return luaL_error(L, "pause: out of memory");
+        return luaL_error(L, "pause: %s", rc == CS_EINVAL
+                          ? "not supported in a live run" : cs_strerror(rc));
     }
     return 0;
 }
@@ -364,10 +370,13 @@ static int l_clock(lua_State *L)
     simbox *box = checkbox(L);
     uint32_t id = check_id(L, box, 2);
     lua_Number skew = luaL_optnumber(L, 3, 0), drift = luaL_optnumber(L, 4, 0);
+    int rc;
 
     luaL_argcheck(L, skew > -9e12 && skew < 9e12, 3, "skew out of range");
-    if (cs_sim_set_clock(box->sim, id, (cs_time)llround(skew * 1000), drift)
-        != CS_OK) {
+    rc = cs_sim_set_clock(box->sim, id, (cs_time)llround(skew * 1000), drift);
+    if (rc == CS_ESTATE) {
+        return luaL_error(L, "clock: a live run sets clocks before it starts");
+    } else if (rc != CS_OK) {
         return luaL_argerror(L, 4, "drift must be > -1");
     }
     return 0;

@@ -188,11 +188,14 @@ static void put_ms(FILE *f, cs_time t)
 
 static void put_type(lcs_run *run, uint32_t id)
 {
+    /* Live runs intern types on node threads while this one writes. */
+    pthread_mutex_lock(run->types_lock);
     if (id == 0 || id > run->ntypes) {
         fputs("null", run->trace);
     } else {
         lcs_trace_str(run, run->types[id - 1], run->type_lens[id - 1]);
     }
+    pthread_mutex_unlock(run->types_lock);
 }
 
 static const char *reason_name(int r)

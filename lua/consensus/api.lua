@@ -767,7 +767,10 @@ return function(M)
     elseif fmt then
       -- A script's own format may not show the seed: unless it returns
       -- true (it printed the seed itself), say it aside on stderr.
-      if not fmt(self) then
+      local seed_shown = fmt(self)
+      if self.live then
+        stderr:write("live run: wall-clock time on a thread per node, not reproducible\n")
+      elseif not seed_shown then
         stderr:write(format("seed %d; replay: %s\n", self.seed, self.replay))
       end
     else

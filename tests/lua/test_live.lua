@@ -97,7 +97,7 @@ end)
 case("crash and pause are refused in live mode, without a hang", function()
   local out, err, code = t.host_run("scripts/pbft_like.lua", "--live", "--crash", "1@50")
   assert(code ~= 0, "a live crash must fail\n" .. out .. err)
-  t.has(err, "crash", "the error names the fault")
+  t.has(err, "crash: not supported in a live run", "the error names the fault")
 end)
 
 t.cases(cases)
