@@ -98,7 +98,7 @@ static int offer(cs_sim *sim, cs_event *ev)
                 return push_inbox(d, ev);
             }
         }
-        drop_overflow(sim, ev);     /* the new one was drawn */
+        drop_overflow(sim, ev); /* the new one was drawn */
         return CS_OK;
     default:
         drop_overflow(sim, ev);
@@ -149,7 +149,7 @@ static int append_recs(cs_sim *sim, vec *v, size_t *nrec, int ok)
         cs__free_recs(v);
         return 0;
     }
-    if (v->len > 0) {                   /* v->p may still be NULL */
+    if (v->len > 0) { /* v->p may still be NULL */
         memcpy(sim->recbuf + *nrec, v->p, v->len * sizeof(record));
     }
     *nrec += v->len;
@@ -167,13 +167,12 @@ static int dispatch(cs_sim *sim, record *r)
     case REC_PROPOSE_ANY:
         if (honest) {
             return cs__check_propose(sim->check, id, r->slot,
-                                     r->type == REC_PROPOSE_ANY, r->at,
-                                     r->data, r->len);
+                                     r->type == REC_PROPOSE_ANY, r->at, r->data,
+                                     r->len);
         }
         return CS_OK;
     case REC_CLAIM:
-        return honest ? cs__check_claim(sim->check, id, r->at, r->data,
-                                        r->len)
+        return honest ? cs__check_claim(sim->check, id, r->at, r->data, r->len)
                       : CS_OK;
     case REC_DECIDE:
         if (sim->cfg.trace && sim->cb->trace != NULL) {
@@ -189,8 +188,8 @@ static int dispatch(cs_sim *sim, record *r)
             tr.len = r->len;
             sim->cb->trace(sim->cb->ud, sim, &tr);
         }
-        return cs__check_decide(sim->check, id, honest, r->slot, r->at,
-                                r->data, r->len);
+        return cs__check_decide(sim->check, id, honest, r->slot, r->at, r->data,
+                                r->len);
     case REC_TRACE:
         if (sim->cb->trace != NULL) {
             sim->cb->trace(sim->cb->ud, sim, &r->tr);
@@ -257,11 +256,10 @@ int cs__sim_barrier(cs_sim *sim)
     }
     nrec = 0;
     for (k = 0; k < sim->nactive; k++) {
-        append_recs(sim, &sim->nodes[sim->active[k]].recs, &nrec,
-                    rc == CS_OK);
+        append_recs(sim, &sim->nodes[sim->active[k]].recs, &nrec, rc == CS_OK);
     }
     append_recs(sim, &sim->extra, &nrec, rc == CS_OK);
-    if (nrec > 1) {                     /* recbuf is NULL after ENOMEM */
+    if (nrec > 1) { /* recbuf is NULL after ENOMEM */
         qsort(sim->recbuf, nrec, sizeof(record), rec_cmp);
     }
     for (k = 0; k < nrec; k++) {
@@ -272,4 +270,3 @@ int cs__sim_barrier(cs_sim *sim)
     }
     return rc;
 }
-

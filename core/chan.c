@@ -46,22 +46,22 @@
 #define CHAN_MAX_WAIT_S ((int64_t)1 << 30)
 
 struct cs_chan {
-    atomic_uint refs;           /* parties holding the channel; atomic */
-    pthread_mutex_t lock;       /* protects everything below */
-    pthread_cond_t not_full;    /* senders wait here while len == cap */
-    pthread_cond_t not_empty;   /* receivers wait here while len == 0 */
-    size_t cap;                 /* >= 1, fixed at creation */
-    size_t head;                /* index of the oldest message */
-    size_t len;                 /* messages queued */
-    int closed;                 /* set once, never cleared */
-    cs_msg *ring[];             /* cap slots */
+    atomic_uint refs;         /* parties holding the channel; atomic */
+    pthread_mutex_t lock;     /* protects everything below */
+    pthread_cond_t not_full;  /* senders wait here while len == cap */
+    pthread_cond_t not_empty; /* receivers wait here while len == 0 */
+    size_t cap;               /* >= 1, fixed at creation */
+    size_t head;              /* index of the oldest message */
+    size_t len;               /* messages queued */
+    int closed;               /* set once, never cleared */
+    cs_msg *ring[];           /* cap slots */
 };
 
 /* How a send or receive waits when it cannot proceed at once. */
 enum wait_mode {
-    WAIT_NONE,                  /* fail with CS_EFULL / CS_EEMPTY */
-    WAIT_FOREVER,               /* until the predicate holds or close */
-    WAIT_UNTIL                  /* until an absolute monotonic deadline */
+    WAIT_NONE,    /* fail with CS_EFULL / CS_EEMPTY */
+    WAIT_FOREVER, /* until the predicate holds or close */
+    WAIT_UNTIL    /* until an absolute monotonic deadline */
 };
 
 /* ---------------------------------------------------------------- ring */
@@ -150,11 +150,11 @@ static int chan_send(cs_chan *ch, cs_msg *msg, enum wait_mode mode,
         }
     }
     if (ch->closed) {
-        rc = CS_ECLOSED;                /* the caller keeps 'msg' */
+        rc = CS_ECLOSED; /* the caller keeps 'msg' */
     } else if (ch->len == ch->cap) {
         rc = mode == WAIT_NONE ? CS_EFULL : CS_ETIMEDOUT;
     } else {
-        ring_push(ch, msg);             /* the ring now holds the ref */
+        ring_push(ch, msg); /* the ring now holds the ref */
         /* One message can satisfy one receiver, so signal, not broadcast:
          * each push wakes at most one waiter, each pop frees one slot. */
         cs_cond_signal(&ch->not_empty);
@@ -176,7 +176,7 @@ static int chan_recv(cs_chan *ch, cs_msg **out, enum wait_mode mode,
     cs_mutex_lock(&ch->lock);
     while (!ch->closed && ch->len == 0 && mode != WAIT_NONE) {
         if (cond_wait(&ch->not_empty, &ch->lock, mode, deadline) != 0) {
-            break;                      /* re-checked below, as in send */
+            break; /* re-checked below, as in send */
         }
     }
     /* Queued messages are delivered even after close: the sender's last
@@ -311,7 +311,7 @@ void cs_chan_unref(cs_chan *ch)
     prev = atomic_fetch_sub(&ch->refs, 1);
     CS_ASSERT(prev > 0);
     if (prev == 2) {
-        close_locked(ch);               /* the peer vanished */
+        close_locked(ch); /* the peer vanished */
     }
     cs_mutex_unlock(&ch->lock);
     if (prev == 1) {

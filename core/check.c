@@ -21,10 +21,10 @@
 
 #include <string.h>
 
-#define KEY_SLOT UINT64_MAX         /* (slot, KEY_SLOT): slot's reference */
-#define KEY_PROP (UINT64_MAX - 1)   /* marks a proposal key */
-#define KEY_CLAIM (UINT64_MAX - 2)  /* marks a claim key */
-#define ANY_SLOT INT64_MIN          /* a proposal valid for any slot */
+#define KEY_SLOT UINT64_MAX        /* (slot, KEY_SLOT): slot's reference */
+#define KEY_PROP (UINT64_MAX - 1)  /* marks a proposal key */
+#define KEY_CLAIM (UINT64_MAX - 2) /* marks a claim key */
+#define ANY_SLOT INT64_MIN         /* a proposal valid for any slot */
 
 typedef struct entry {
     uint64_t a, b, tag;
@@ -46,7 +46,7 @@ typedef struct claim {
 struct cs_check {
     uint32_t nodes;
     int check_validity;
-    entry *tab;                 /* open addressing, power-of-two size */
+    entry *tab; /* open addressing, power-of-two size */
     size_t tab_len, tab_cap;
     cs_decision *dec;
     size_t ndec, capdec;
@@ -54,7 +54,7 @@ struct cs_check {
     size_t nprop, capprop;
     claim *claims;
     size_t nclaims, capclaims;
-    uint32_t *decided;          /* distinct slots per node */
+    uint32_t *decided; /* distinct slots per node */
     cs_violation viol[CS_MAX_VIOLATIONS];
     size_t nviol;
 };
@@ -266,8 +266,9 @@ int cs__check_claim(cs_check *c, uint32_t node, cs_time at, const void *key,
         const claim *first = &c->claims[e->val];
 
         if (first->node != node) {
-            cs_violation v = { CS_V_UNIQUE, 0, node, first->node, at,
-                               first->key, first->len, NULL, 0 };
+            cs_violation v = { CS_V_UNIQUE, 0,    node,
+                               first->node, at,   first->key,
+                               first->len,  NULL, 0 };
             add_violation(c, &v);
         }
         return CS_OK;
@@ -333,7 +334,7 @@ int cs__check_decide(cs_check *c, uint32_t node, int honest, int64_t slot,
     d->len = len;
     c->ndec++;
     if (!honest) {
-        return CS_OK;   /* recorded for the report, never checked */
+        return CS_OK; /* recorded for the report, never checked */
     }
 
     mine = find(c, (uint64_t)slot, node, 0);
@@ -341,11 +342,11 @@ int cs__check_decide(cs_check *c, uint32_t node, int honest, int64_t slot,
         const cs_decision *old = &c->dec[mine->val];
 
         if (!same(old->val, old->len, val, len)) {
-            cs_violation v = { CS_V_INTEGRITY, slot, node, node, at,
-                               d->val, len, old->val, old->len };
+            cs_violation v = { CS_V_INTEGRITY, slot, node,     node,    at,
+                               d->val,         len,  old->val, old->len };
             add_violation(c, &v);
         }
-        return CS_OK;   /* a repeat is not a new slot */
+        return CS_OK; /* a repeat is not a new slot */
     }
     if ((rc = insert(c, (uint64_t)slot, node, 0, idx)) != CS_OK) {
         return rc;
@@ -354,7 +355,7 @@ int cs__check_decide(cs_check *c, uint32_t node, int honest, int64_t slot,
 
     if (c->check_validity && !proposed(c, slot, val, len)) {
         cs_violation v = { CS_V_VALIDITY, slot, node, node, at,
-                           d->val, len, NULL, 0 };
+                           d->val,        len,  NULL, 0 };
         add_violation(c, &v);
     }
     ref = find(c, (uint64_t)slot, KEY_SLOT, 0);
@@ -363,8 +364,8 @@ int cs__check_decide(cs_check *c, uint32_t node, int honest, int64_t slot,
     }
     if (!same(c->dec[ref->val].val, c->dec[ref->val].len, val, len)) {
         const cs_decision *first = &c->dec[ref->val];
-        cs_violation v = { CS_V_AGREEMENT, slot, node, first->node, at,
-                           d->val, len, first->val, first->len };
+        cs_violation v = { CS_V_AGREEMENT, slot, node,       first->node, at,
+                           d->val,         len,  first->val, first->len };
         add_violation(c, &v);
     }
     return CS_OK;
@@ -382,8 +383,15 @@ int cs__check_finish(cs_check *c, const unsigned char *want, uint32_t slots,
 
     for (i = 0; i < c->nodes; i++) {
         if (want[i] && c->decided[i] < slots) {
-            cs_violation v = { CS_V_TERMINATION, (int64_t)c->decided[i], i,
-                               i, at, NULL, 0, NULL, 0 };
+            cs_violation v = { CS_V_TERMINATION,
+                               (int64_t)c->decided[i],
+                               i,
+                               i,
+                               at,
+                               NULL,
+                               0,
+                               NULL,
+                               0 };
             add_violation(c, &v);
         }
     }

@@ -26,21 +26,21 @@ extern "C" {
 /* Virtual time in microseconds. */
 typedef int64_t cs_time;
 #define CS_TIME_MAX INT64_MAX
-#define CS_MS(ms) ((cs_time)(ms) * 1000)
+#define CS_MS(ms) ((cs_time)(ms)*1000)
 
 enum {
     CS_OK = 0,
-    CS_ENOMEM = -1,     /* out of memory */
-    CS_EINVAL = -2,     /* invalid argument */
-    CS_ECLOSED = -3,    /* channel closed */
-    CS_EFULL = -4,      /* channel full (non-blocking send) */
-    CS_EEMPTY = -5,     /* channel empty (non-blocking receive) */
-    CS_ETIMEDOUT = -6,  /* a timed wait expired */
-    CS_ESTOPPED = -7,   /* a run was stopped by a callback */
-    CS_ETOOBIG = -8,    /* a message exceeds the size cap */
-    CS_ESTATE = -9,     /* call not allowed in the object's state */
-    CS_ECORRUPT = -10,  /* stored data failed its checksum */
-    CS_EIO = -11        /* a system I/O call failed (see the errno) */
+    CS_ENOMEM = -1,    /* out of memory */
+    CS_EINVAL = -2,    /* invalid argument */
+    CS_ECLOSED = -3,   /* channel closed */
+    CS_EFULL = -4,     /* channel full (non-blocking send) */
+    CS_EEMPTY = -5,    /* channel empty (non-blocking receive) */
+    CS_ETIMEDOUT = -6, /* a timed wait expired */
+    CS_ESTOPPED = -7,  /* a run was stopped by a callback */
+    CS_ETOOBIG = -8,   /* a message exceeds the size cap */
+    CS_ESTATE = -9,    /* call not allowed in the object's state */
+    CS_ECORRUPT = -10, /* stored data failed its checksum */
+    CS_EIO = -11       /* a system I/O call failed (see the errno) */
 };
 
 /* A static English description of an error code; never NULL. */
@@ -137,11 +137,11 @@ uint64_t cs_rng_below(cs_rng *r, uint64_t n);
 /* --------------------------------------------------------------- network */
 
 enum cs_latency_kind {
-    CS_LAT_CONST = 0,   /* a */
-    CS_LAT_UNIFORM,     /* uniform in [a, b] */
-    CS_LAT_NORMAL,      /* mean a, deviation b, never below 'min' */
-    CS_LAT_EXP,         /* 'min' + exponential with mean a */
-    CS_LAT_PARETO       /* scale a (also the minimum), shape b */
+    CS_LAT_CONST = 0, /* a */
+    CS_LAT_UNIFORM,   /* uniform in [a, b] */
+    CS_LAT_NORMAL,    /* mean a, deviation b, never below 'min' */
+    CS_LAT_EXP,       /* 'min' + exponential with mean a */
+    CS_LAT_PARETO     /* scale a (also the minimum), shape b */
 };
 
 /* A latency distribution, in microseconds.  'min' is the floor of the
@@ -155,8 +155,8 @@ typedef struct cs_latency {
 
 typedef struct cs_net_config {
     cs_latency latency;
-    double loss;        /* probability a message is dropped, [0, 1] */
-    double duplicate;   /* probability a message is delivered twice */
+    double loss;      /* probability a message is dropped, [0, 1] */
+    double duplicate; /* probability a message is delivered twice */
 } cs_net_config;
 
 /* Check a network configuration: CS_EINVAL for probabilities outside
@@ -172,18 +172,18 @@ cs_time cs_net_delay(const cs_net_config *net, cs_rng *r);
 typedef struct cs_sim cs_sim;
 
 typedef struct cs_sim_config {
-    uint32_t nodes;             /* >= 1 */
+    uint32_t nodes; /* >= 1 */
     uint64_t seed;
-    unsigned threads;           /* worker threads, >= 1 */
+    unsigned threads; /* worker threads, >= 1 */
     cs_net_config net;
-    cs_time until;              /* end of virtual time (inclusive) */
-    uint32_t expect_slots;      /* decisions each honest node must make */
-    int stop_when_decided;      /* end the run once all honest decided */
-    int check_validity;         /* decided values must have been proposed */
-    uint32_t inbox_cap;         /* messages pending per node; 0: no cap */
-    int overflow;               /* CS_OVERFLOW_*: what a full inbox does */
-    int trace;                  /* deliver cs_trace_rec to callbacks.trace */
-    int live;                   /* wall-clock mode: a thread per node (see
+    cs_time until;         /* end of virtual time (inclusive) */
+    uint32_t expect_slots; /* decisions each honest node must make */
+    int stop_when_decided; /* end the run once all honest decided */
+    int check_validity;    /* decided values must have been proposed */
+    uint32_t inbox_cap;    /* messages pending per node; 0: no cap */
+    int overflow;          /* CS_OVERFLOW_*: what a full inbox does */
+    int trace;             /* deliver cs_trace_rec to callbacks.trace */
+    int live;              /* wall-clock mode: a thread per node (see
                                    core/live.c); not reproducible */
 } cs_sim_config;
 
@@ -191,10 +191,10 @@ typedef struct cs_sim_config {
  * pending messages).  Decided at the window barrier, in (at, src, seq)
  * order, so it is as deterministic as the rest. */
 enum {
-    CS_OVERFLOW_DROP_NEWEST = 0,    /* the arriving message is dropped */
-    CS_OVERFLOW_DROP_RANDOM,        /* a random one of the pending messages
+    CS_OVERFLOW_DROP_NEWEST = 0, /* the arriving message is dropped */
+    CS_OVERFLOW_DROP_RANDOM,     /* a random one of the pending messages
                                        and the arriving one is dropped */
-    CS_OVERFLOW_BLOCK               /* the arriving message waits outside the
+    CS_OVERFLOW_BLOCK            /* the arriving message waits outside the
                                        inbox until there is room, then
                                        arrives (later than it would have) */
 };
@@ -205,27 +205,37 @@ enum {
  * the other end or CS_NO_NODE.  A message is identified by (src, id): the
  * sender and its sequence number at send time; a duplicate has its own. */
 enum cs_trace_kind {
-    CS_TR_SEND = 1, CS_TR_DELIVER, CS_TR_DROP, CS_TR_DUPLICATE, CS_TR_TIMER,
-    CS_TR_CRASH, CS_TR_RESTART, CS_TR_PAUSE, CS_TR_DECIDE
+    CS_TR_SEND = 1,
+    CS_TR_DELIVER,
+    CS_TR_DROP,
+    CS_TR_DUPLICATE,
+    CS_TR_TIMER,
+    CS_TR_CRASH,
+    CS_TR_RESTART,
+    CS_TR_PAUSE,
+    CS_TR_DECIDE
 };
 enum cs_drop_reason {
-    CS_DROP_LOSS = 1, CS_DROP_PARTITION, CS_DROP_DOWN, CS_DROP_OVERFLOW
+    CS_DROP_LOSS = 1,
+    CS_DROP_PARTITION,
+    CS_DROP_DOWN,
+    CS_DROP_OVERFLOW
 };
 #define CS_NO_NODE UINT32_MAX
 
 typedef struct cs_trace_rec {
-    int kind;                   /* CS_TR_* */
+    int kind; /* CS_TR_* */
     cs_time at;
     uint32_t node, peer;
-    uint32_t src;               /* message sender */
-    uint64_t id;                /* message id at its sender */
-    uint32_t msg_kind;          /* cs_msg_kind of the message */
-    uint32_t size;              /* payload bytes */
-    uint32_t tag;               /* timer tag */
-    int reason;                 /* CS_DROP_* */
-    cs_time arg;                /* send: delivery time; pause: duration */
-    int64_t slot;               /* decide */
-    const void *data;           /* decide: the value's bytes */
+    uint32_t src;      /* message sender */
+    uint64_t id;       /* message id at its sender */
+    uint32_t msg_kind; /* cs_msg_kind of the message */
+    uint32_t size;     /* payload bytes */
+    uint32_t tag;      /* timer tag */
+    int reason;        /* CS_DROP_* */
+    cs_time arg;       /* send: delivery time; pause: duration */
+    int64_t slot;      /* decide */
+    const void *data;  /* decide: the value's bytes */
     size_t len;
 } cs_trace_rec;
 
@@ -248,8 +258,8 @@ typedef struct cs_callbacks {
                    cs_msg *msg);
     int (*timer)(void *ud, cs_sim *sim, uint32_t node, uint32_t tag);
     int (*action)(void *ud, cs_sim *sim, uint64_t id);
-    void (*output)(void *ud, cs_sim *sim, uint32_t node, cs_time at,
-                   int kind, const void *data, size_t len);
+    void (*output)(void *ud, cs_sim *sim, uint32_t node, cs_time at, int kind,
+                   const void *data, size_t len);
     /* At a barrier, on the cs_sim_run thread: node 'node' crashed (its
      * embedder state may go; pending timers are void) or restarts (build
      * a fresh state and run its start; nonzero marks it failed).  'flags'
@@ -301,7 +311,7 @@ int cs_sim_set_link(cs_sim *sim, uint32_t from, uint32_t to,
 
 /* Node faults, scheduled at virtual time 'at' (>= the current time); they
  * take effect at a barrier, before node events of that time. */
-#define CS_CRASH_LOSE_UNSYNCED 1    /* passed to callbacks.crash */
+#define CS_CRASH_LOSE_UNSYNCED 1 /* passed to callbacks.crash */
 int cs_sim_crash(cs_sim *sim, uint32_t node, cs_time at, int flags);
 int cs_sim_restart(cs_sim *sim, uint32_t node, cs_time at);
 /* Stall 'node' from 'at' for 'dur': events due meanwhile wait until the end
@@ -358,18 +368,18 @@ uint32_t cs_sim_decided(const cs_sim *sim, uint32_t node);
 /* ---- after the run ---- */
 
 typedef struct cs_stats {
-    uint64_t sent;          /* messages handed to the network */
-    uint64_t delivered;     /* messages handed to a receive callback */
-    uint64_t dropped;       /* lost by the network model */
+    uint64_t sent;      /* messages handed to the network */
+    uint64_t delivered; /* messages handed to a receive callback */
+    uint64_t dropped;   /* lost by the network model */
     uint64_t duplicated;
-    uint64_t bytes;         /* payload bytes sent */
-    uint64_t timers;        /* timer callbacks */
+    uint64_t bytes;             /* payload bytes sent */
+    uint64_t timers;            /* timer callbacks */
     uint64_t dropped_partition; /* of 'dropped': cut by a partition */
-    uint64_t dropped_down;  /* of 'dropped': arrived at a crashed node */
-    uint64_t dropped_overflow; /* of 'dropped': arrived at a full inbox */
+    uint64_t dropped_down;      /* of 'dropped': arrived at a crashed node */
+    uint64_t dropped_overflow;  /* of 'dropped': arrived at a full inbox */
     uint64_t crashes, restarts;
-    uint64_t windows;       /* scheduler windows */
-    cs_time end;            /* virtual time of the last event handled */
+    uint64_t windows; /* scheduler windows */
+    cs_time end;      /* virtual time of the last event handled */
 } cs_stats;
 
 void cs_sim_stats(const cs_sim *sim, cs_stats *out);
@@ -388,11 +398,11 @@ enum cs_violation_kind {
 typedef struct cs_violation {
     int kind;
     int64_t slot;
-    uint32_t node, other;       /* other: node of the conflicting decision */
+    uint32_t node, other; /* other: node of the conflicting decision */
     cs_time at;
-    const void *val;            /* the offending value (owned by the sim) */
+    const void *val; /* the offending value (owned by the sim) */
     size_t len;
-    const void *other_val;      /* the value it conflicts with, or NULL */
+    const void *other_val; /* the value it conflicts with, or NULL */
     size_t other_len;
 } cs_violation;
 

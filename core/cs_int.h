@@ -27,12 +27,12 @@ void cs_panic_at(const char *file, int line, const char *what);
  * and does not depend on the order in which events were pushed. */
 typedef struct cs_event {
     cs_time at;
-    uint64_t seq;       /* the source node's counter at send/set time */
-    uint32_t src;       /* sender; the node itself for timers */
-    uint32_t dst;       /* destination (used while in an outbox) */
-    uint32_t tag;       /* timer tag, or 0 */
-    uint32_t gen;       /* timer generation, to skip cancelled timers */
-    cs_msg *msg;        /* NULL for a timer; the event owns one reference */
+    uint64_t seq; /* the source node's counter at send/set time */
+    uint32_t src; /* sender; the node itself for timers */
+    uint32_t dst; /* destination (used while in an outbox) */
+    uint32_t tag; /* timer tag, or 0 */
+    uint32_t gen; /* timer generation, to skip cancelled timers */
+    cs_msg *msg;  /* NULL for a timer; the event owns one reference */
 } cs_event;
 
 /* A binary min-heap of events stored by value in a growable array. */
@@ -105,21 +105,21 @@ size_t cs__check_decisions(const cs_check *c, const cs_decision **out);
  * hash table of per-link latency overrides.  Written only by the main
  * thread between windows; read by workers during windows. */
 typedef struct cs_cut {
-    uint64_t *from, *to;        /* bitmaps over node ids */
+    uint64_t *from, *to; /* bitmaps over node ids */
 } cs_cut;
 
 typedef struct cs_link {
-    uint64_t key;               /* from << 32 | to */
-    cs_latency lat;             /* kind < 0: removed */
+    uint64_t key;   /* from << 32 | to */
+    cs_latency lat; /* kind < 0: removed */
     int used;
 } cs_link;
 
 typedef struct cs_faults {
     uint32_t n;
-    uint32_t *group;            /* NULL: no partition */
+    uint32_t *group; /* NULL: no partition */
     cs_cut *cuts;
     size_t ncuts, capcuts;
-    cs_link *links;             /* open addressing, power-of-two size */
+    cs_link *links; /* open addressing, power-of-two size */
     size_t nlinks, caplinks;
 } cs_faults;
 

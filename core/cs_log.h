@@ -26,11 +26,13 @@ typedef struct cs_log cs_log;
 
 /* Flags for cs_log_open: exactly one of the SYNC_ modes, optionally
  * SALVAGE and NOSYNC. */
-#define CS_LOG_SYNC_EACH 0x1    /* fdatasync in every append */
-#define CS_LOG_SYNC_BATCH 0x2   /* durable only at cs_log_sync */
-#define CS_LOG_SALVAGE 0x4      /* cut at a corrupt record instead of
+#define CS_LOG_SYNC_EACH 0x1  /* fdatasync in every append */
+#define CS_LOG_SYNC_BATCH 0x2 /* durable only at cs_log_sync */
+#define CS_LOG_SALVAGE \
+    0x4 /* cut at a corrupt record instead of
                                    failing with CS_ECORRUPT (reported) */
-#define CS_LOG_NOSYNC 0x8       /* track sync points as the mode says but
+#define CS_LOG_NOSYNC \
+    0x8 /* track sync points as the mode says but
                                    never call fsync: acknowledged survives
                                    a process crash and drop_unsynced, not
                                    a host crash.  For fast simulations.
@@ -45,14 +47,14 @@ typedef struct cs_log cs_log;
 
 /* What cs_log_open found.  Every field is set on every return. */
 typedef struct cs_log_recovery {
-    uint64_t records;   /* valid records in the log after recovery */
-    uint64_t bytes;     /* file size after recovery */
-    uint64_t cut_bytes; /* bytes cut off the end (torn or salvaged) */
-    uint64_t bad_offset;/* offset of the first bad record, if any */
-    int created;        /* the file was new (or empty): header written */
-    int torn;           /* a torn tail was cut off */
-    int salvaged;       /* CS_LOG_SALVAGE cut valid-looking data away */
-    int err;            /* errno of the failing call on CS_EIO/CS_ESTATE */
+    uint64_t records;    /* valid records in the log after recovery */
+    uint64_t bytes;      /* file size after recovery */
+    uint64_t cut_bytes;  /* bytes cut off the end (torn or salvaged) */
+    uint64_t bad_offset; /* offset of the first bad record, if any */
+    int created;         /* the file was new (or empty): header written */
+    int torn;            /* a torn tail was cut off */
+    int salvaged;        /* CS_LOG_SALVAGE cut valid-looking data away */
+    int err;             /* errno of the failing call on CS_EIO/CS_ESTATE */
 } cs_log_recovery;
 
 /* Open the log at 'path', creating it (mode 0644) if missing, and recover

@@ -70,7 +70,7 @@ void cs__heap_remove(cs_heap *h, size_t i, cs_event *out)
     *out = h->ev[i];
     last = h->ev[--h->len];
     if (i == h->len) {
-        return;                 /* removed the last slot itself */
+        return; /* removed the last slot itself */
     }
     /* The moved element may belong above the hole (when i > 0) ... */
     while (i > 0) {

@@ -68,56 +68,56 @@
 #include <string.h>
 #include <time.h>
 
-#define LIVE_IDLE_US 20000      /* longest a thread blocks without cause */
-#define LIVE_TICK_US 5000       /* the main thread's period */
-#define LIVE_RETRY_US 1000      /* retry of messages waiting for room */
-#define LIVE_CHAN_CAP 1024      /* channel size when inbox_cap is 0 */
-#define LIVE_BATCH 64           /* due messages taken per lock */
+#define LIVE_IDLE_US 20000 /* longest a thread blocks without cause */
+#define LIVE_TICK_US 5000  /* the main thread's period */
+#define LIVE_RETRY_US 1000 /* retry of messages waiting for room */
+#define LIVE_CHAN_CAP 1024 /* channel size when inbox_cap is 0 */
+#define LIVE_BATCH 64      /* due messages taken per lock */
 
 /* What the channel carries: the payload of an envelope cs_msg.  The
  * envelope owns one reference to 'msg'. */
 typedef struct live_env {
     cs_msg *msg;
-    uint64_t id;                /* the sender's seq at send time */
+    uint64_t id; /* the sender's seq at send time */
     uint32_t src;
 } live_env;
 
 typedef struct live_node {
     struct cs_live *lv;
     uint32_t id;
-    cs_chan *inbox;             /* created before the threads, never NULL */
+    cs_chan *inbox; /* created before the threads, never NULL */
     pthread_t th;
-    int armed;                  /* node thread: holds one unit of 'work' */
-    vec blocked;                /* delay line: cs_event waiting for room */
-    uint64_t overflow;          /* delay line: dropped at a full inbox */
-    unsigned char failed;       /* rlock; its own thread may read it bare */
-    unsigned char failed_seen;  /* main: 'failed' as of the last drain */
+    int armed;                 /* node thread: holds one unit of 'work' */
+    vec blocked;               /* delay line: cs_event waiting for room */
+    uint64_t overflow;         /* delay line: dropped at a full inbox */
+    unsigned char failed;      /* rlock; its own thread may read it bare */
+    unsigned char failed_seen; /* main: 'failed' as of the last drain */
 } live_node;
 
 typedef struct cs_live {
     cs_sim *sim;
-    int64_t t0;                 /* monotonic us at time 0; set before the
+    int64_t t0;       /* monotonic us at time 0; set before the
                                    gate opens, read-only after */
-    atomic_int quit;            /* set once: threads leave their loops */
-    atomic_long work;           /* see the top of the file */
-    int threads_up;             /* main: node threads were started */
+    atomic_int quit;  /* set once: threads leave their loops */
+    atomic_long work; /* see the top of the file */
+    int threads_up;   /* main: node threads were started */
     live_node *nodes;
-    uint32_t nstarted;          /* main: node threads to join */
-    int line_up;                /* main: the delay line thread runs */
+    uint32_t nstarted; /* main: node threads to join */
+    int line_up;       /* main: the delay line thread runs */
     pthread_t line_th;
 
-    pthread_mutex_t flock;      /* sim->faults while threads run */
+    pthread_mutex_t flock; /* sim->faults while threads run */
 
-    pthread_mutex_t dlock;      /* protects 'line' */
-    pthread_cond_t dcond;       /* the delay line waits here */
-    cs_heap line;               /* cs_event by (deliver at, src, seq) */
-    size_t nblocked;            /* delay line: events in 'blocked' FIFOs */
+    pthread_mutex_t dlock; /* protects 'line' */
+    pthread_cond_t dcond;  /* the delay line waits here */
+    cs_heap line;          /* cs_event by (deliver at, src, seq) */
+    size_t nblocked;       /* delay line: events in 'blocked' FIFOs */
 
-    pthread_mutex_t rlock;      /* protects recs, rseq, nodes[].failed,
+    pthread_mutex_t rlock; /* protects recs, rseq, nodes[].failed,
                                    gate_open */
-    vec recs;                   /* record, for the main thread */
+    vec recs;              /* record, for the main thread */
     uint64_t rseq;
-    pthread_cond_t gate;        /* threads wait here until all exist */
+    pthread_cond_t gate; /* threads wait here until all exist */
     int gate_open;
 } cs_live;
 
@@ -183,8 +183,8 @@ static int push_rec(cs_live *lv, record *r)
 
 /* A traced message event (only with cfg.trace). */
 static void trace_msg(cs_live *lv, uint32_t node, int kind, uint32_t peer,
-                      uint32_t src, uint64_t id, const cs_msg *msg,
-                      int reason, cs_time arg)
+                      uint32_t src, uint64_t id, const cs_msg *msg, int reason,
+                      cs_time arg)
 {
     record r;
 
@@ -276,17 +276,17 @@ static int offer(cs_live *lv, cs_event *ev)
         return 1;
     }
     if ((rc = cs_chan_trysend(d->inbox, env)) == CS_OK) {
-        return 1;                   /* the envelope carries the reference */
+        return 1; /* the envelope carries the reference */
     }
-    cs_msg_unref(env);              /* 'ev' still owns the message */
-    if (rc == CS_EFULL && (sim->cfg.inbox_cap == 0 ||
-                           sim->cfg.overflow == CS_OVERFLOW_BLOCK)) {
+    cs_msg_unref(env); /* 'ev' still owns the message */
+    if (rc == CS_EFULL &&
+        (sim->cfg.inbox_cap == 0 || sim->cfg.overflow == CS_OVERFLOW_BLOCK)) {
         return 0;
     }
     if (rc == CS_EFULL) {
         d->overflow++;
-        trace_msg(lv, ev->dst, CS_TR_DROP, ev->src, ev->src, ev->seq,
-                  ev->msg, CS_DROP_OVERFLOW, 0);
+        trace_msg(lv, ev->dst, CS_TR_DROP, ev->src, ev->src, ev->seq, ev->msg,
+                  CS_DROP_OVERFLOW, 0);
     }
     discard(lv, ev);
     return 1;
@@ -371,7 +371,7 @@ static void *line_main(void *arg)
             }
             cs_mutex_lock(&lv->dlock);
             if (n > 0) {
-                continue;               /* more may be due by now */
+                continue; /* more may be due by now */
             }
         }
         wake = now + LIVE_IDLE_US;
@@ -412,7 +412,7 @@ static int line_push(cs_live *lv, node_rt *n, uint32_t from, uint32_t to,
     top = cs__heap_top(&lv->line);
     wake = top == NULL || cs__event_less(&ev, top);
     if ((rc = cs__heap_push(&lv->line, &ev)) == CS_OK && wake) {
-        cs_cond_signal(&lv->dcond);     /* a new earliest deadline */
+        cs_cond_signal(&lv->dcond); /* a new earliest deadline */
     }
     cs_mutex_unlock(&lv->dlock);
     if (rc != CS_OK) {
@@ -465,11 +465,10 @@ static void fire_timers(cs_live *lv, live_node *ln, node_rt *n)
     cs_time now = live_now(lv);
     cs_event ev;
 
-    while (!ln->failed && !atomic_load(&lv->quit) &&
-           next_timer(n) <= now) {
+    while (!ln->failed && !atomic_load(&lv->quit) && next_timer(n) <= now) {
         cs__heap_pop(&n->heap, &ev);
         n->now = live_now(lv);
-        n->tgen[ev.tag]++;          /* fired: no longer pending */
+        n->tgen[ev.tag]++; /* fired: no longer pending */
         n->st.timers++;
         if (cb->timer != NULL &&
             cb->timer(cb->ud, lv->sim, ln->id, ev.tag) != 0) {
@@ -486,11 +485,10 @@ static void handle(cs_live *lv, live_node *ln, node_rt *n, cs_msg *env)
 
     memcpy(&e, cs_msg_data(env), sizeof e);
     cs_msg_unref(env);
-    if (!ln->failed) {              /* a failed node handles nothing */
+    if (!ln->failed) { /* a failed node handles nothing */
         n->now = live_now(lv);
         n->st.delivered++;
-        trace_msg(lv, ln->id, CS_TR_DELIVER, e.src, e.src, e.id, e.msg, 0,
-                  0);
+        trace_msg(lv, ln->id, CS_TR_DELIVER, e.src, e.src, e.id, e.msg, 0, 0);
         if (cb->message != NULL &&
             cb->message(cb->ud, lv->sim, ln->id, e.src, e.msg) != 0) {
             node_fail(lv, ln);
@@ -512,13 +510,13 @@ static void *node_main(void *arg)
 
     wait_gate(lv);
     if (atomic_load(&lv->quit)) {
-        return NULL;                /* the run could not start */
+        return NULL; /* the run could not start */
     }
     n->now = live_now(lv);
     if (cb->start != NULL && cb->start(cb->ud, sim, ln->id) != 0) {
         node_fail(lv, ln);
     }
-    publish(lv, ln, n);             /* gives up the starting unit */
+    publish(lv, ln, n); /* gives up the starting unit */
     while (!atomic_load(&lv->quit)) {
         cs_time t, wait = LIVE_IDLE_US;
         cs_msg *env;
@@ -760,9 +758,9 @@ static int start_threads(cs_live *lv)
     }
     lv->line_up = 1;
     for (i = 0; i < lv->sim->cfg.nodes; i++) {
-        if (pthread_create(&lv->nodes[i].th, NULL, node_main,
-                           &lv->nodes[i]) != 0) {
-            return CS_ENOMEM;       /* no thread, no node: give up */
+        if (pthread_create(&lv->nodes[i].th, NULL, node_main, &lv->nodes[i]) !=
+            0) {
+            return CS_ENOMEM; /* no thread, no node: give up */
         }
         lv->nstarted++;
     }
@@ -776,9 +774,9 @@ static void stop_threads(cs_live *lv)
     uint32_t i;
 
     atomic_store(&lv->quit, 1);
-    open_gate(lv, 0);               /* if starting failed halfway */
+    open_gate(lv, 0); /* if starting failed halfway */
     for (i = 0; i < lv->sim->cfg.nodes; i++) {
-        cs_chan_close(lv->nodes[i].inbox);  /* wakes a blocked receive */
+        cs_chan_close(lv->nodes[i].inbox); /* wakes a blocked receive */
     }
     cs_mutex_lock(&lv->dlock);
     cs_cond_broadcast(&lv->dcond);
@@ -817,7 +815,7 @@ static int main_loop(cs_live *lv)
         }
         if (atomic_load(&lv->work) == 0 &&
             (sim->nacts == 0 || sim->acts[0].at > until)) {
-            return CS_OK;           /* nothing can happen any more */
+            return CS_OK; /* nothing can happen any more */
         }
         next = now + LIVE_TICK_US;
         if (sim->nacts > 0 && sim->acts[0].at < next) {
@@ -844,8 +842,7 @@ int cs__live_run(cs_sim *sim)
     /* Faults set before the run act at 0, before any node starts, while
      * no other thread can see them change. */
     if ((rc = cs__sim_run_actions(sim, 0)) == CS_OK &&
-        (rc = drain(lv)) == CS_OK &&
-        (rc = start_threads(lv)) == CS_OK) {
+        (rc = drain(lv)) == CS_OK && (rc = start_threads(lv)) == CS_OK) {
         rc = main_loop(lv);
     }
     stop_threads(lv);

@@ -38,7 +38,7 @@
  * global is the test hook, which tests set while no log is in use.
  */
 #ifndef _DEFAULT_SOURCE
-#define _DEFAULT_SOURCE 1       /* flock(2) beside _POSIX_C_SOURCE */
+#define _DEFAULT_SOURCE 1 /* flock(2) beside _POSIX_C_SOURCE */
 #endif
 #ifndef _DARWIN_C_SOURCE
 #define _DARWIN_C_SOURCE 1
@@ -59,14 +59,13 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define FILE_HDR 16             /* magic[8], version, crc */
-#define REC_HDR 8               /* len, crc */
+#define FILE_HDR 16 /* magic[8], version, crc */
+#define REC_HDR 8   /* len, crc */
 #define LOG_VERSION 1
-#define RD_CHUNK 65536          /* read-ahead for recovery and iteration */
+#define RD_CHUNK 65536 /* read-ahead for recovery and iteration */
 
-static const unsigned char log_magic[8] = {
-    'C', 'S', 'L', 'O', 'G', '\r', '\n', 0x1a
-};
+static const unsigned char log_magic[8] = { 'C', 'S',  'L',  'O',
+                                            'G', '\r', '\n', 0x1a };
 
 /* A read-ahead window: buf holds the file's bytes [pos, pos + len). */
 typedef struct rdbuf {
@@ -78,18 +77,18 @@ typedef struct rdbuf {
 struct cs_log {
     int fd;
     int flags;
-    int err;                    /* errno of the last CS_EIO */
-    int failed;                 /* a sync (or undoing a write) failed */
-    int busy;                   /* inside cs_log_iter */
-    uint64_t end;               /* offset just past the last record */
-    uint64_t count;             /* records before 'end' */
-    uint64_t synced;            /* 'end' at the last successful sync */
+    int err;         /* errno of the last CS_EIO */
+    int failed;      /* a sync (or undoing a write) failed */
+    int busy;        /* inside cs_log_iter */
+    uint64_t end;    /* offset just past the last record */
+    uint64_t count;  /* records before 'end' */
+    uint64_t synced; /* 'end' at the last successful sync */
     uint64_t synced_count;
-    unsigned char *wbuf;        /* append scratch: header + payload */
+    unsigned char *wbuf; /* append scratch: header + payload */
     size_t wcap;
 };
 
-static cs__log_hook io_hook;    /* tests only */
+static cs__log_hook io_hook; /* tests only */
 
 /* ---------------------------------------------------------------- crc32c */
 
@@ -214,7 +213,7 @@ static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off,
             *err = errno;
             return CS_EIO;
         }
-        if (r == 0) {           /* no progress: would loop forever */
+        if (r == 0) { /* no progress: would loop forever */
             *err = EIO;
             return CS_EIO;
         }
@@ -319,7 +318,7 @@ static char *dir_of(const char *path)
         path = ".";
         cut = 2;
     } else if (cut == 1) {
-        cut = 2;                /* keep the root's "/" */
+        cut = 2; /* keep the root's "/" */
     }
     if ((d = cs_malloc(cut)) == NULL) {
         return NULL;
@@ -383,7 +382,7 @@ static int fetch(int fd, rdbuf *rd, uint64_t size, uint64_t off, size_t n,
         rd->buf = nb;
         rd->cap = want;
     }
-    rd->len = 0;                /* the window is invalid until refilled */
+    rd->len = 0; /* the window is invalid until refilled */
     if ((rc = read_at(fd, rd->buf, want, off, &got, err)) != CS_OK) {
         return rc;
     }
@@ -516,11 +515,10 @@ static int recover(cs_log *lg, rdbuf *rd, uint64_t size, cs_log_recovery *rec)
     return truncate_to(lg->fd, off, &rec->err);
 }
 
-int cs_log_open(cs_log **out, const char *path, int flags,
-                cs_log_recovery *rec)
+int cs_log_open(cs_log **out, const char *path, int flags, cs_log_recovery *rec)
 {
-    const int known = CS_LOG_SYNC_EACH | CS_LOG_SYNC_BATCH | CS_LOG_SALVAGE |
-                      CS_LOG_NOSYNC;
+    const int known =
+        CS_LOG_SYNC_EACH | CS_LOG_SYNC_BATCH | CS_LOG_SALVAGE | CS_LOG_NOSYNC;
     const int mode = flags & (CS_LOG_SYNC_EACH | CS_LOG_SYNC_BATCH);
     cs_log_recovery dummy;
     rdbuf rd = { NULL, 0, 0, 0 };
@@ -607,7 +605,7 @@ int cs_log_open(cs_log **out, const char *path, int flags,
 
 fail:
     if (lg != NULL && lg->fd >= 0) {
-        close(lg->fd);          /* also drops the lock */
+        close(lg->fd); /* also drops the lock */
     }
     cs_free(lg);
     cs_free(dir);
@@ -633,9 +631,8 @@ static int do_sync(cs_log *lg)
     if (lg->synced == lg->end) {
         return CS_OK;
     }
-    if (!(lg->flags & CS_LOG_NOSYNC) &&
-        data_sync(lg->fd, &lg->err) != CS_OK) {
-        lg->failed = 1;         /* never retried: see the top comment */
+    if (!(lg->flags & CS_LOG_NOSYNC) && data_sync(lg->fd, &lg->err) != CS_OK) {
+        lg->failed = 1; /* never retried: see the top comment */
         return CS_EIO;
     }
     lg->synced = lg->end;
@@ -722,12 +719,11 @@ int cs_log_iter(cs_log *lg, cs_log_fn fn, void *ud)
     if (lg->busy) {
         return CS_ESTATE;
     }
-    lg->busy = 1;               /* count and end stay fixed meanwhile */
+    lg->busy = 1; /* count and end stay fixed meanwhile */
     for (i = 0; i < lg->count; i++) {
-        rc = check_at(lg->fd, &rd, lg->end, off, &ok, &len, &payload,
-                      &lg->err);
+        rc = check_at(lg->fd, &rd, lg->end, off, &ok, &len, &payload, &lg->err);
         if (rc == CS_OK && !ok) {
-            rc = CS_ECORRUPT;   /* it was valid when we wrote or found it */
+            rc = CS_ECORRUPT; /* it was valid when we wrote or found it */
         }
         if (rc == CS_OK) {
             rc = fn(ud, i, payload, len);

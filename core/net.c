@@ -76,7 +76,8 @@ cs_time cs_net_delay(const cs_net_config *net, cs_rng *r)
     case CS_LAT_NORMAL: {
         /* Box-Muller; one draw wasted keeps the stream simple. */
         double u1 = 1.0 - cs_rng_double(r), u2 = cs_rng_double(r);
-        d = l->a + l->b * sqrt(-2.0 * log(u1)) * cos(2 * 3.14159265358979323846 * u2);
+        d = l->a +
+            l->b * sqrt(-2.0 * log(u1)) * cos(2 * 3.14159265358979323846 * u2);
         break;
     }
     case CS_LAT_EXP:
@@ -94,9 +95,9 @@ cs_time cs_net_delay(const cs_net_config *net, cs_rng *r)
     if (d < floor_of(l)) {
         d = floor_of(l);
     }
-    if (!(d < 9.0e15)) {            /* a pareto tail can overflow */
+    if (!(d < 9.0e15)) { /* a pareto tail can overflow */
         d = 9.0e15;
     }
     return (cs_time)ceil(d) < cs_net_min_delay(net) ? cs_net_min_delay(net)
-                                                   : (cs_time)ceil(d);
+                                                    : (cs_time)ceil(d);
 }

@@ -73,20 +73,20 @@ static void run_node(cs_sim *sim, uint32_t id)
                 n->st.dropped++;
                 n->st.dropped_down++;
                 if (sim->cfg.trace) {
-                    cs__sim_trace_msg(sim, n, id, CS_TR_DROP, ev.src, ev.src, ev.seq,
-                              ev.msg, CS_DROP_DOWN, 0);
+                    cs__sim_trace_msg(sim, n, id, CS_TR_DROP, ev.src, ev.src,
+                                      ev.seq, ev.msg, CS_DROP_DOWN, 0);
                 }
                 cs_msg_unref(ev.msg);
                 continue;
             }
             if (n->failed) {
-                cs_msg_unref(ev.msg);   /* a failed node handles nothing */
+                cs_msg_unref(ev.msg); /* a failed node handles nothing */
                 continue;
             }
             n->st.delivered++;
             if (sim->cfg.trace) {
-                cs__sim_trace_msg(sim, n, id, CS_TR_DELIVER, ev.src, ev.src, ev.seq,
-                          ev.msg, 0, 0);
+                cs__sim_trace_msg(sim, n, id, CS_TR_DELIVER, ev.src, ev.src,
+                                  ev.seq, ev.msg, 0, 0);
             }
             rc = cb->message != NULL
                      ? cb->message(cb->ud, sim, id, ev.src, ev.msg)
@@ -95,7 +95,7 @@ static void run_node(cs_sim *sim, uint32_t id)
         } else if (ev.tag < n->ntgen && ev.gen == n->tgen[ev.tag] &&
                    !n->failed && !n->down) {
             n->now = ev.at;
-            n->tgen[ev.tag]++;      /* fired: no longer pending */
+            n->tgen[ev.tag]++; /* fired: no longer pending */
             n->st.timers++;
             if (sim->cfg.trace) {
                 cs_trace_rec tr;
@@ -108,7 +108,7 @@ static void run_node(cs_sim *sim, uint32_t id)
             }
             rc = cb->timer != NULL ? cb->timer(cb->ud, sim, id, ev.tag) : 0;
         } else {
-            continue;               /* a cancelled or replaced timer */
+            continue; /* a cancelled or replaced timer */
         }
         if (rc != 0) {
             n->failed = 1;
@@ -194,7 +194,7 @@ int cs__pool_start(cs_sim *sim)
     }
     for (i = 0; i < sim->cfg.threads - 1; i++) {
         if (pthread_create(&sim->th[i], NULL, worker_main, sim) != 0) {
-            break;          /* fewer workers only means less speed */
+            break; /* fewer workers only means less speed */
         }
         sim->nth++;
     }
@@ -223,4 +223,3 @@ void cs__pool_stop(cs_sim *sim)
     pthread_cond_destroy(&sim->done);
     pthread_mutex_destroy(&sim->lock);
 }
-

@@ -265,7 +265,7 @@ static int node_action(cs_sim *sim, int type, uint32_t node, cs_time at,
         return CS_EINVAL;
     }
     if (sim->cfg.live) {
-        return CS_EINVAL;           /* live mode: no crash, restart, pause */
+        return CS_EINVAL; /* live mode: no crash, restart, pause */
     }
     return push_action(sim, &a);
 }
@@ -291,7 +291,7 @@ int cs_sim_set_clock(cs_sim *sim, uint32_t node, cs_time skew, double drift)
         return CS_EINVAL;
     }
     if (cs__live_threads_up(sim)) {
-        return CS_ESTATE;           /* live mode: the node's thread reads it */
+        return CS_ESTATE; /* live mode: the node's thread reads it */
     }
     sim->nodes[node].skew = skew;
     sim->nodes[node].drift = drift;
@@ -354,7 +354,7 @@ int cs_sim_set_link(cs_sim *sim, uint32_t from, uint32_t to,
             return CS_EINVAL;
         }
     }
-    cs__live_lock_faults(sim);      /* live mode */
+    cs__live_lock_faults(sim); /* live mode */
     rc = cs__faults_set_link(&sim->faults, from, to, lat);
     cs__live_unlock_faults(sim);
     if (rc == CS_OK) {
@@ -372,7 +372,7 @@ void cs_sim_stop(cs_sim *sim)
 
 /* Record a trace event for 'node' (only with cfg.trace). */
 void cs__sim_trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
-                  uint64_t seq, const cs_trace_rec *tr)
+                   uint64_t seq, const cs_trace_rec *tr)
 {
     record r;
     int rc;
@@ -391,8 +391,8 @@ void cs__sim_trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
 }
 
 void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
-                      uint32_t peer, uint32_t src, uint64_t id,
-                      const cs_msg *msg, int reason, cs_time arg)
+                       uint32_t peer, uint32_t src, uint64_t id,
+                       const cs_msg *msg, int reason, cs_time arg)
 {
     cs_trace_rec tr;
 
@@ -432,8 +432,7 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     return rc;
 }
 
-static cs_time draw_delay(cs_sim *sim, node_rt *n, uint32_t from,
-                          uint32_t to)
+static cs_time draw_delay(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to)
 {
     const cs_latency *lat = cs__faults_link(&sim->faults, from, to);
 
@@ -456,7 +455,8 @@ static void drop_at_send(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     if (sim->cfg.trace) {
         uint64_t id = n->seq;
 
-        cs__sim_trace_msg(sim, n, from, CS_TR_DROP, to, from, id, msg, reason, 0);
+        cs__sim_trace_msg(sim, n, from, CS_TR_DROP, to, from, id, msg, reason,
+                          0);
     }
 }
 
@@ -470,7 +470,7 @@ int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
         return CS_EINVAL;
     }
     if (sim->live != NULL) {
-        return cs__live_send(sim, from, to, msg);   /* live mode */
+        return cs__live_send(sim, from, to, msg); /* live mode */
     }
     n = &sim->nodes[from];
     n->st.sent++;
@@ -602,7 +602,7 @@ cs_time cs_sim_local_now(const cs_sim *sim, uint32_t node)
         return 0;
     }
     n = &sim->nodes[node];
-    if (sim->live != NULL) {        /* live mode: the wall clock */
+    if (sim->live != NULL) { /* live mode: the wall clock */
         cs_time t = cs__live_now(sim);
 
         return t + n->skew + (cs_time)(n->drift * (double)t);
@@ -625,7 +625,7 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
     if (node >= sim->cfg.nodes) {
         return CS_EINVAL;
     }
-    if (sim->live != NULL) {        /* live mode: to the main thread */
+    if (sim->live != NULL) { /* live mode: to the main thread */
         return cs__live_record(sim, node, type, kind, slot, data, len);
     }
     n = &sim->nodes[node];
@@ -653,8 +653,8 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
 int cs_sim_propose(cs_sim *sim, uint32_t node, int64_t slot, int any,
                    const void *val, size_t len)
 {
-    return add_record(sim, node, any ? REC_PROPOSE_ANY : REC_PROPOSE, 0,
-                      slot, val, len);
+    return add_record(sim, node, any ? REC_PROPOSE_ANY : REC_PROPOSE, 0, slot,
+                      val, len);
 }
 
 int cs_sim_decide(cs_sim *sim, uint32_t node, int64_t slot, const void *val,
@@ -763,10 +763,10 @@ static int node_fault(cs_sim *sim, const action *a)
             n->failed = 1;
         }
         return CS_OK;
-    default:                        /* ACT_PAUSE */
+    default: /* ACT_PAUSE */
         if (a->at + a->arg > n->paused_until) {
-            n->paused_until = a->arg > CS_TIME_MAX - a->at
-                                  ? CS_TIME_MAX : a->at + a->arg;
+            n->paused_until =
+                a->arg > CS_TIME_MAX - a->at ? CS_TIME_MAX : a->at + a->arg;
         }
         trace_node(sim, a->node, CS_TR_PAUSE, a->arg);
         return CS_OK;
@@ -868,8 +868,7 @@ static int loop(cs_sim *sim)
         }
         /* 'until' may be CS_TIME_MAX ("forever"): neither t + lookahead
          * nor until + 1 may overflow.  w > t >= 0, so w - 1 is safe. */
-        w = t > CS_TIME_MAX - sim->lookahead ? CS_TIME_MAX
-                                              : t + sim->lookahead;
+        w = t > CS_TIME_MAX - sim->lookahead ? CS_TIME_MAX : t + sim->lookahead;
         if (sim->nacts > 0 && sim->acts[0].at < w) {
             w = sim->acts[0].at;
         }
@@ -908,7 +907,7 @@ int cs_sim_run(cs_sim *sim, const cs_callbacks *cb)
     sim->cb = cb;
     sim->running = 1;
     if (sim->cfg.live) {
-        rc = cs__live_run(sim);     /* live mode: core/live.c */
+        rc = cs__live_run(sim); /* live mode: core/live.c */
     } else {
         if ((rc = cs__pool_start(sim)) == CS_OK) {
             rc = loop(sim);
@@ -965,4 +964,3 @@ size_t cs_sim_proposals(const cs_sim *sim, const cs_proposal **out)
 {
     return cs__check_proposals(sim->check, out);
 }
-

@@ -9,19 +9,25 @@
 
 #include <stdatomic.h>
 
-enum { REC_PROPOSE, REC_PROPOSE_ANY, REC_DECIDE, REC_OUTPUT, REC_TRACE,
-       REC_CLAIM };
+enum {
+    REC_PROPOSE,
+    REC_PROPOSE_ANY,
+    REC_DECIDE,
+    REC_OUTPUT,
+    REC_TRACE,
+    REC_CLAIM
+};
 
 typedef struct record {
     cs_time at;
     uint64_t seq;
     uint32_t node;
-    int type;           /* REC_* */
-    int kind;           /* embedder's kind for REC_OUTPUT */
+    int type; /* REC_* */
+    int kind; /* embedder's kind for REC_OUTPUT */
     int64_t slot;
     size_t len;
-    void *data;         /* owned */
-    cs_trace_rec tr;    /* REC_TRACE */
+    void *data;      /* owned */
+    cs_trace_rec tr; /* REC_TRACE */
 } record;
 
 typedef struct vec {
@@ -33,20 +39,20 @@ typedef struct node_rt {
     cs_heap heap;
     cs_rng rng;
     cs_time now;
-    uint64_t seq;           /* orders this node's sends, timers, records */
-    uint32_t *tgen;         /* timer generation per tag */
+    uint64_t seq;   /* orders this node's sends, timers, records */
+    uint32_t *tgen; /* timer generation per tag */
     uint32_t ntgen;
-    vec outbox;             /* cs_event, dst set */
-    vec recs;               /* record */
-    vec blocked;            /* cs_event waiting for inbox room (BLOCK) */
-    uint32_t inbox;         /* messages pending in 'heap' */
-    cs_time paused_until;   /* events before this wait for it */
-    cs_time skew;           /* local clock = now + skew + drift * now */
+    vec outbox;           /* cs_event, dst set */
+    vec recs;             /* record */
+    vec blocked;          /* cs_event waiting for inbox room (BLOCK) */
+    uint32_t inbox;       /* messages pending in 'heap' */
+    cs_time paused_until; /* events before this wait for it */
+    cs_time skew;         /* local clock = now + skew + drift * now */
     double drift;
-    cs_rng brng;            /* the barrier's draws for this node */
-    cs_time stuck_at;       /* the instant of the last events ... */
-    uint32_t stuck_count;   /* ... and how many came at it */
-    cs_stats st;            /* this node's share of the counters */
+    cs_rng brng;          /* the barrier's draws for this node */
+    cs_time stuck_at;     /* the instant of the last events ... */
+    uint32_t stuck_count; /* ... and how many came at it */
+    cs_stats st;          /* this node's share of the counters */
     unsigned char byz, failed, down;
 } node_rt;
 
@@ -55,11 +61,11 @@ enum { ACT_USER, ACT_CRASH, ACT_RESTART, ACT_PAUSE };
 typedef struct action {
     cs_time at;
     uint64_t seq;
-    uint64_t id;            /* ACT_USER: the embedder's id */
-    int type;               /* ACT_* */
+    uint64_t id; /* ACT_USER: the embedder's id */
+    int type;    /* ACT_* */
     uint32_t node;
     int flags;
-    cs_time arg;            /* ACT_PAUSE: duration */
+    cs_time arg; /* ACT_PAUSE: duration */
 } action;
 
 enum { PHASE_START, PHASE_WINDOW };
@@ -73,14 +79,14 @@ struct cs_sim {
     cs_time lookahead;
     node_rt *nodes;
     cs_check *check;
-    action *acts;           /* min-heap by (at, seq) */
+    action *acts; /* min-heap by (at, seq) */
     size_t nacts, capacts;
     uint64_t act_seq;
     atomic_int stop;
-    atomic_int err;         /* first CS_ENOMEM seen by a worker */
+    atomic_int err; /* first CS_ENOMEM seen by a worker */
     int running;
     cs_faults faults;
-    size_t nblocked;        /* events in all 'blocked' lists */
+    size_t nblocked; /* events in all 'blocked' lists */
 
     /* the current phase, set by the main thread before a round */
     const cs_callbacks *cb;
@@ -94,21 +100,20 @@ struct cs_sim {
     pthread_mutex_t lock;
     pthread_cond_t go, done;
     uint64_t round;
-    unsigned busy;          /* workers still in the round */
+    unsigned busy; /* workers still in the round */
     int quit;
     pthread_t *th;
     unsigned nth;
 
-    record *recbuf;         /* barrier scratch */
+    record *recbuf; /* barrier scratch */
     size_t caprec;
-    vec extra;              /* records made at the barrier itself */
+    vec extra; /* records made at the barrier itself */
     cs_time end;
 
     /* live mode: the run's state (live.c) while cs_sim_run runs, else
      * NULL.  Set before any thread starts, cleared after all are joined. */
     struct cs_live *live;
 };
-
 
 /* sim.c */
 int cs__vec_push(vec *v, const void *item, size_t size);

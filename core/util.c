@@ -13,24 +13,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static atomic_long fail_countdown;  /* 0: never fail */
+static atomic_long fail_countdown; /* 0: never fail */
 
 const char *cs_strerror(int rc)
 {
     switch (rc) {
-    case CS_OK: return "success";
-    case CS_ENOMEM: return "out of memory";
-    case CS_EINVAL: return "invalid argument";
-    case CS_ECLOSED: return "channel closed";
-    case CS_EFULL: return "channel full";
-    case CS_EEMPTY: return "channel empty";
-    case CS_ETIMEDOUT: return "timed out";
-    case CS_ESTOPPED: return "run stopped";
-    case CS_ETOOBIG: return "message too large";
-    case CS_ESTATE: return "not allowed in this state";
-    case CS_ECORRUPT: return "stored data is corrupt";
-    case CS_EIO: return "I/O error";
-    default: return "unknown error";
+    case CS_OK:
+        return "success";
+    case CS_ENOMEM:
+        return "out of memory";
+    case CS_EINVAL:
+        return "invalid argument";
+    case CS_ECLOSED:
+        return "channel closed";
+    case CS_EFULL:
+        return "channel full";
+    case CS_EEMPTY:
+        return "channel empty";
+    case CS_ETIMEDOUT:
+        return "timed out";
+    case CS_ESTOPPED:
+        return "run stopped";
+    case CS_ETOOBIG:
+        return "message too large";
+    case CS_ESTATE:
+        return "not allowed in this state";
+    case CS_ECORRUPT:
+        return "stored data is corrupt";
+    case CS_EIO:
+        return "I/O error";
+    default:
+        return "unknown error";
     }
 }
 
@@ -74,7 +87,7 @@ void cs_free(void *p)
 
 void cs_panic_at(const char *file, int line, const char *what)
 {
-    fprintf(stderr, "consensus-lua: internal error at %s:%d: %s\n", file,
-            line, what);
+    fprintf(stderr, "consensus-lua: internal error at %s:%d: %s\n", file, line,
+            what);
     abort();
 }

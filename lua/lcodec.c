@@ -57,12 +57,19 @@ _Static_assert(sizeof(lua_Integer) == 8, "lua_Integer must be 64-bit");
 _Static_assert(sizeof(lua_Number) == 8, "lua_Number must be a double");
 
 #define MAXDEPTH 64
-#define LUA_LIMIT ((size_t)16 << 20)    /* encode() from Lua: 16 MiB */
-#define KEEP_BUF ((size_t)1 << 20)      /* encode() frees a bigger buffer */
+#define LUA_LIMIT ((size_t)16 << 20) /* encode() from Lua: 16 MiB */
+#define KEEP_BUF ((size_t)1 << 20)   /* encode() frees a bigger buffer */
 
 enum {
-    T_FIXSTR = 0x80, T_NIL = 0xc0, T_FALSE, T_TRUE, T_FLOAT, T_INT, T_STR,
-    T_TABLE, T_NEGINT = 0xe0
+    T_FIXSTR = 0x80,
+    T_NIL = 0xc0,
+    T_FALSE,
+    T_TRUE,
+    T_FLOAT,
+    T_INT,
+    T_STR,
+    T_TABLE,
+    T_NEGINT = 0xe0
 };
 
 /* One step of the path to the value being encoded: the key on the Lua
@@ -75,17 +82,17 @@ typedef struct pathkey {
 typedef struct enc {
     lua_State *L;
     lcs_wbuf *b;
-    size_t max, hard;           /* hard: stop growing beyond this */
+    size_t max, hard; /* hard: stop growing beyond this */
     int canonical;
     const char *what;
-    const void *open[MAXDEPTH + 1];     /* open[d]: the table at depth d */
-    pathkey path[MAXDEPTH + 1];         /* path[d]: key taken in open[d] */
+    const void *open[MAXDEPTH + 1]; /* open[d]: the table at depth d */
+    pathkey path[MAXDEPTH + 1];     /* path[d]: key taken in open[d] */
 } enc;
 
 typedef struct dec {
     lua_State *L;
     const unsigned char *p, *end;
-    size_t need;                /* see the invariants above */
+    size_t need; /* see the invariants above */
 } dec;
 
 /* ------------------------------------------------------------ errors */
@@ -93,8 +100,8 @@ typedef struct dec {
 /* Whether the key can be shown as .name (strspn also stops at a zero). */
 static int is_ident(const char *s, size_t n)
 {
-    return n > 0 && !(s[0] >= '0' && s[0] <= '9')
-           && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return n > 0 && !(s[0] >= '0' && s[0] <= '9') &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                      "_0123456789") == n;
 }
 
@@ -113,7 +120,7 @@ static void add_key(luaL_Buffer *lb, lua_State *L, const pathkey *k)
     } else if (lua_type(L, k->idx) == LUA_TBOOLEAN) {
         lua_pushstring(L, lua_toboolean(L, k->idx) ? "[true]" : "[false]");
     } else {
-        s = lua_tolstring(L, k->idx, &n);       /* only strings are left */
+        s = lua_tolstring(L, k->idx, &n); /* only strings are left */
         if (is_ident(s, n)) {
             luaL_addchar(lb, '.');
             luaL_addlstring(lb, s, n);
@@ -123,7 +130,8 @@ static void add_key(luaL_Buffer *lb, lua_State *L, const pathkey *k)
         for (i = 0; i < n && i < 40; i++) {
             unsigned char c = (unsigned char)s[i];
             luaL_addchar(lb, c < 0x20 || c >= 0x7f || c == '"' || c == '\\'
-                             ? '?' : (char)c);
+                                 ? '?'
+                                 : (char)c);
         }
         luaL_addstring(lb, n > 40 ? "...\"]" : "\"]");
         return;
@@ -146,9 +154,9 @@ static void fail(enc *e, int depth, const char *fmt, ...)
     luaL_addstring(&lb, e->what);
     for (d = 1; d <= depth; d++)
         add_key(&lb, L, &e->path[d]);
-    luaL_pushresult(&lb);                       /* [.., path] */
+    luaL_pushresult(&lb); /* [.., path] */
     va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);               /* [.., path, reason] */
+    lua_pushvfstring(L, fmt, ap); /* [.., path, reason] */
     va_end(ap);
     luaL_error(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
 }
@@ -165,9 +173,10 @@ static void grow(enc *e, size_t n)
     /* A table shared k times over expands like 2^k: stop early rather
      * than count it all.  need exceeds the real output by < 16 bytes. */
     if (e->hard && need > e->hard)
-        luaL_error(e->L, "%s: message too large (more than %I bytes, "
-                   "limit %I)", e->what, (lua_Integer)(e->hard - 16),
-                   (lua_Integer)e->max);
+        luaL_error(e->L,
+                   "%s: message too large (more than %I bytes, "
+                   "limit %I)",
+                   e->what, (lua_Integer)(e->hard - 16), (lua_Integer)e->max);
     if (need < n)
         luaL_error(e->L, "%s: not enough memory", e->what);
     while (cap < need)
@@ -207,7 +216,7 @@ static void put_int(enc *e, lua_Integer i)
     unsigned char *q = room(e, 11);
     uint64_t u = (uint64_t)i;
 
-    if (i >= -32 && i < 0x80) {         /* one byte: 0x00-0x7f, 0xe0-0xff */
+    if (i >= -32 && i < 0x80) { /* one byte: 0x00-0x7f, 0xe0-0xff */
         q[0] = (unsigned char)(i & 0xff);
         e->b->len += 1;
     } else {
@@ -352,16 +361,16 @@ static void enc_pair(enc *e, int key, int kt, int val, int vt, int depth)
     int is_type = 0;
 
     if (kt == LUA_TSTRING) {
-        s = lua_tolstring(e->L, key, &n);       /* a string: no conversion */
+        s = lua_tolstring(e->L, key, &n); /* a string: no conversion */
         put_str(e, s, n);
-        is_type = depth == 1 && vt == LUA_TSTRING && n == 4
-                  && s[0] == 't' && s[1] == 'y' && s[2] == 'p' && s[3] == 'e';
+        is_type = depth == 1 && vt == LUA_TSTRING && n == 4 && s[0] == 't' &&
+                  s[1] == 'y' && s[2] == 'p' && s[3] == 'e';
     } else {
-        enc_value(e, key, kt, depth);           /* cannot fail */
+        enc_value(e, key, kt, depth); /* cannot fail */
     }
     e->path[depth].idx = key;
     enc_value(e, val, vt, depth);
-    if (is_type) {                      /* for lcs_encoded_type */
+    if (is_type) { /* for lcs_encoded_type */
         b->type_len = lua_rawlen(e->L, val);
         b->type_off = b->len - b->type_len;
     }
@@ -389,11 +398,11 @@ static void enc_table(enc *e, int idx, int depth)
     lua_Integer narr, i;
     size_t hdr, nrec = 0, k;
     unsigned char *q, tmp[10];
-    int d, key, kt, isint, base = lua_gettop(L) + 1;   /* free slots */
+    int d, key, kt, isint, base = lua_gettop(L) + 1; /* free slots */
 
     if (depth > MAXDEPTH)
         fail(e, 0, "nesting deeper than %d", MAXDEPTH);
-    for (d = 1; d < depth; d++) {       /* O(depth): paths are short */
+    for (d = 1; d < depth; d++) { /* O(depth): paths are short */
         if (e->open[d] == t)
             fail(e, depth - 1, "cyclic table");
     }
@@ -403,7 +412,7 @@ static void enc_table(enc *e, int idx, int depth)
     q = room(e, 12);
     q[0] = T_TABLE;
     hdr = b->len + 1 + put_uv(q + 1, (uint64_t)narr);
-    b->p[hdr] = 0;                      /* nrec, patched below */
+    b->p[hdr] = 0; /* nrec, patched below */
     b->len = hdr + 1;
     e->path[depth].idx = 0;
     for (i = 1; i <= narr; i++) {
@@ -413,24 +422,26 @@ static void enc_table(enc *e, int idx, int depth)
         lua_pop(L, 1);
     }
     lua_pushnil(L);
-    while (lua_next(L, idx)) {          /* [.., key, value] */
+    while (lua_next(L, idx)) { /* [.., key, value] */
         key = e->canonical ? lua_gettop(L) - 1 : base;
         kt = lua_type(L, key);
         if (kt == LUA_TNUMBER) {
             i = lua_tointegerx(L, key, &isint); /* no integral float keys */
             if (isint && i >= 1 && i <= narr) {
-                lua_pop(L, 1);          /* sent in the array part */
+                lua_pop(L, 1); /* sent in the array part */
                 continue;
             }
         } else if (kt != LUA_TSTRING && kt != LUA_TBOOLEAN) {
-            fail(e, depth - 1, "table key must be a string, number or "
-                 "boolean (got %s)", luaL_typename(L, key));
+            fail(e, depth - 1,
+                 "table key must be a string, number or "
+                 "boolean (got %s)",
+                 luaL_typename(L, key));
         }
         nrec++;
         if (e->canonical) {
             lua_pop(L, 1);
             luaL_checkstack(L, 3, "encode: canonical table too large");
-            lua_pushvalue(L, key);      /* keep a copy below lua_next's */
+            lua_pushvalue(L, key); /* keep a copy below lua_next's */
         } else {
             enc_pair(e, key, kt, key + 1, lua_type(L, key + 1), depth);
             lua_pop(L, 1);
@@ -440,7 +451,7 @@ static void enc_table(enc *e, int idx, int depth)
         sort_keys(L, base, (int)nrec);
         for (key = base; key < base + (int)nrec; key++) {
             lua_pushvalue(L, key);
-            kt = lua_rawget(L, idx);    /* [.., keys, value] */
+            kt = lua_rawget(L, idx); /* [.., keys, value] */
             enc_pair(e, key, lua_type(L, key), base + (int)nrec, kt, depth);
             lua_pop(L, 1);
         }
@@ -470,7 +481,7 @@ static int dec_uv(dec *d, uint64_t *v)
     for (shift = 0; d->p < d->end; shift += 7) {
         unsigned c = *d->p++;
         if (shift == 63 && c > 1)
-            return 0;                   /* more than 64 bits */
+            return 0; /* more than 64 bits */
         r |= (uint64_t)(c & 0x7f) << shift;
         if (!(c & 0x80)) {
             *v = r;
@@ -555,15 +566,15 @@ static int dec_table(dec *d, int depth)
 
     if (depth > MAXDEPTH || !lua_checkstack(L, 4))
         return 0;
-    if (!dec_uv(d, &narr) || !dec_uv(d, &nrec) || narr > INT_MAX
-        || nrec > INT_MAX || !fits(d, narr + 2 * nrec))
+    if (!dec_uv(d, &narr) || !dec_uv(d, &nrec) || narr > INT_MAX ||
+        nrec > INT_MAX || !fits(d, narr + 2 * nrec))
         return 0;
     d->need += narr + 2 * nrec;
     lua_createtable(L, (int)narr, (int)nrec);
     for (i = 1; i <= narr; i++) {
         d->need -= 1;
         if (d->p < d->end && *d->p == T_NIL) {
-            d->p++;                     /* a hole: nothing to store */
+            d->p++; /* a hole: nothing to store */
             continue;
         }
         if (!dec_value(d, depth))
@@ -574,11 +585,11 @@ static int dec_table(dec *d, int depth)
         d->need -= 2;
         /* lua_rawset would raise on a nil or nan key, and a table key
          * cannot have been sent */
-        if (d->p == d->end || *d->p == T_NIL || *d->p == T_TABLE
-            || !dec_value(d, depth))
+        if (d->p == d->end || *d->p == T_NIL || *d->p == T_TABLE ||
+            !dec_value(d, depth))
             return 0;
-        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)
-            && isnan(lua_tonumber(L, -1)))
+        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
+            isnan(lua_tonumber(L, -1)))
             return 0;
         if (!dec_value(d, depth))
             return 0;
@@ -597,8 +608,8 @@ void lcs_wbuf_free(lcs_wbuf *b)
     }
 }
 
-size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max,
-                  int canonical, const char *what)
+size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max, int canonical,
+                  const char *what)
 {
     enc e;
 
@@ -606,8 +617,7 @@ size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max,
     e.b = b;
     e.max = max;
     /* twice the limit, plus the slack of room()'s worst-case requests */
-    e.hard = max == 0 ? 0
-             : max > (SIZE_MAX - 16) / 2 ? SIZE_MAX : 2 * max + 16;
+    e.hard = max == 0 ? 0 : max > (SIZE_MAX - 16) / 2 ? SIZE_MAX : 2 * max + 16;
     e.canonical = canonical;
     e.what = what != NULL ? what : "value";
     b->len = 0;
@@ -622,7 +632,7 @@ size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max,
 
 int lcs_encoded_type(const lcs_wbuf *b, const char **type, size_t *len)
 {
-    if (b->type_off == 0)               /* offset 0 always holds a tag */
+    if (b->type_off == 0) /* offset 0 always holds a tag */
         return 0;
     *type = (const char *)b->p + b->type_off;
     *len = b->type_len;
@@ -642,7 +652,7 @@ int lcs_decode(lua_State *L, const void *data, size_t len)
     d.need = 0;
     if (dec_value(&d, 0) && d.p == d.end)
         return 1;
-    lua_settop(L, top);                 /* drop a partly built value */
+    lua_settop(L, top); /* drop a partly built value */
     return 0;
 }
 
@@ -654,7 +664,7 @@ static int codec_encode(lua_State *L)
     lcs_encode(L, 1, b, LUA_LIMIT, lua_toboolean(L, 2), "value");
     lua_pushlstring(L, (const char *)b->p, b->len);
     if (b->cap > KEEP_BUF)
-        lcs_wbuf_free(b);               /* do not pin a rare big message */
+        lcs_wbuf_free(b); /* do not pin a rare big message */
     return 1;
 }
 
@@ -679,14 +689,14 @@ void lcs_open_codec(lua_State *L)
     lcs_wbuf *b;
 
     luaL_checkstack(L, 3, "codec");
-    b = lua_newuserdatauv(L, sizeof *b, 0);     /* [t, buf] */
+    b = lua_newuserdatauv(L, sizeof *b, 0); /* [t, buf] */
     memset(b, 0, sizeof *b);
     if (luaL_newmetatable(L, "consensus.CodecBuffer")) {
         lua_pushcfunction(L, codec_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    lua_pushcclosure(L, codec_encode, 1);       /* [t, encode] */
+    lua_pushcclosure(L, codec_encode, 1); /* [t, encode] */
     lua_setfield(L, -2, "encode");
     lua_pushcfunction(L, codec_decode);
     lua_setfield(L, -2, "decode");

@@ -45,8 +45,8 @@ void lcs_wbuf_free(lcs_wbuf *b);
  * holds at most about a million keys.  Tables are read raw: metatables
  * are neither sent nor consulted, and no Lua code runs.  On error b's
  * memory is still owned by b; nothing leaks.  Returns b->len. */
-size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max,
-                  int canonical, const char *what);
+size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max, int canonical,
+                  const char *what);
 
 /* If the value last encoded into b (by a successful lcs_encode) is a
  * table with a string field "type", set *type and *len to it (pointing

@@ -42,10 +42,14 @@ void lcs_fmt_ms(char *buf, size_t size, cs_time t)
 static int type_rank(lua_State *L, int i)
 {
     switch (lua_type(L, i)) {
-    case LUA_TNUMBER: return 0;
-    case LUA_TSTRING: return 1;
-    case LUA_TBOOLEAN: return 2;
-    default: return 3;
+    case LUA_TNUMBER:
+        return 0;
+    case LUA_TSTRING:
+        return 1;
+    case LUA_TBOOLEAN:
+        return 2;
+    default:
+        return 3;
     }
 }
 
@@ -75,7 +79,7 @@ static int sorted_next(lua_State *L)
         return 1;
     }
     lua_pushvalue(L, -1);
-    lua_gettable(L, 1);             /* t[k], honouring __index */
+    lua_gettable(L, 1); /* t[k], honouring __index */
     return 2;
 }
 
@@ -85,7 +89,7 @@ int lcs_sorted_pairs(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    lua_newtable(L);                /* [t, keys] */
+    lua_newtable(L); /* [t, keys] */
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         lua_pop(L, 1);
@@ -153,7 +157,7 @@ static int load_embedded(lua_State *L)
 
     snprintf(chunk, sizeof chunk, "=[consensus] %s", e->name);
     if (luaL_loadbuffer(L, e->src, e->len, chunk) != LUA_OK) {
-        return lua_error(L);        /* a broken build; say so loudly */
+        return lua_error(L); /* a broken build; say so loudly */
     }
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
@@ -209,7 +213,7 @@ LCS_EXPORT int luaopen_consensus(lua_State *L)
         lua_pushliteral(L, "consensus.api");
         lua_call(L, 1, 1);
         lua_pushvalue(L, -2);
-        lua_call(L, 1, 0);          /* api(M) fills in M */
+        lua_call(L, 1, 0); /* api(M) fills in M */
     }
     return 1;
 }

@@ -31,10 +31,10 @@ enum { LCS_OUT_LOG = 1, LCS_OUT_NOTE, LCS_OUT_ERROR, LCS_OUT_COUNT };
 
 /* Limits a run gives its node states. */
 typedef struct lcs_limits {
-    size_t max_msg;         /* bytes of one encoded message */
-    long budget;            /* VM instructions per handler call */
-    size_t mem;             /* bytes of one node state */
-    int allow;              /* LCS_ALLOW_*: libraries opened on purpose */
+    size_t max_msg; /* bytes of one encoded message */
+    long budget;    /* VM instructions per handler call */
+    size_t mem;     /* bytes of one node state */
+    int allow;      /* LCS_ALLOW_*: libraries opened on purpose */
 } lcs_limits;
 
 /* What a scenario may give node states on purpose (sim{allow = {...}},
@@ -58,20 +58,20 @@ typedef struct lcs_tcache {
  * worker that owns the node in a window touches it, or the main thread at
  * a barrier. */
 typedef struct lcs_node {
-    lua_State *L;           /* the node's own state, or NULL */
+    lua_State *L; /* the node's own state, or NULL */
     cs_sim *sim;
     struct lcs_run *run;
     uint32_t id, n, f;
     const lcs_limits *lim;
-    lcs_wbuf wbuf;          /* encode scratch */
-    size_t mem;             /* bytes allocated by L */
-    long steps;             /* instructions used by the current call */
-    int capped;             /* the memory cap refused an allocation */
+    lcs_wbuf wbuf; /* encode scratch */
+    size_t mem;    /* bytes allocated by L */
+    long steps;    /* instructions used by the current call */
+    int capped;    /* the memory cap refused an allocation */
     int in_handler;
-    uint32_t ntags;         /* timer names interned so far */
+    uint32_t ntags; /* timer names interned so far */
     lcs_tcache tcache[LCS_TCACHE];
     unsigned ntcache;
-    uint64_t *type_msgs;    /* per message type id: sent, bytes */
+    uint64_t *type_msgs; /* per message type id: sent, bytes */
     uint64_t *type_bytes;
     uint32_t ntype;
     /* node.store across crashes: what was synced (node:sync) and what was
@@ -85,40 +85,40 @@ typedef struct lcs_node {
      * append-only log of this node's own (struct cs_log *) */
     void *store_log;
     void *dec_log;
-    unsigned char sk[64];   /* this node's Ed25519 secret key */
+    unsigned char sk[64]; /* this node's Ed25519 secret key */
     /* the state's small-block allocator (lnode.c) */
     void *free_list[16];
     void *slabs;
     char *slab_ptr;
     size_t slab_left;
-    uint64_t forgeries;     /* node:verify calls that failed */
+    uint64_t forgeries; /* node:verify calls that failed */
 } lcs_node;
 
 /* One call of consensus._run: the node states and what the main state
  * needs at barriers.  Owned by a LCS_RUN userdata, so an error raised
  * halfway through building it still closes every node state. */
 typedef struct lcs_run {
-    lua_State *L;           /* the main state; used only at barriers */
+    lua_State *L; /* the main state; used only at barriers */
     cs_sim *sim;
     lcs_node *nodes;
     uint32_t n;
     lcs_limits lim;
     int strict;
-    int errors;             /* handler errors seen */
-    int actions_idx;        /* stack slots in L during the run */
+    int errors;      /* handler errors seen */
+    int actions_idx; /* stack slots in L during the run */
     int results_idx;
     int protocols_idx;
     int cache_idx;
-    const char *name;       /* the protocol's name in error paths */
-    int failed_action;      /* an action raised: stop */
-    long action_steps;      /* instructions of the running action */
-    void *trace;            /* FILE * of --trace, or NULL */
+    const char *name;  /* the protocol's name in error paths */
+    int failed_action; /* an action raised: stop */
+    long action_steps; /* instructions of the running action */
+    void *trace;       /* FILE * of --trace, or NULL */
     /* message type names, interned across node states (lock: types_lock) */
-    void *types_lock;       /* pthread_mutex_t * */
+    void *types_lock; /* pthread_mutex_t * */
     char **types;
     size_t *type_lens;
     uint32_t ntypes, captypes;
-    unsigned char *pks;     /* every node's public key, 32 bytes each;
+    unsigned char *pks; /* every node's public key, 32 bytes each;
                                read-only during the run */
 } lcs_run;
 

@@ -35,10 +35,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { S_MSGH = 1, S_NODE, S_START, S_RECEIVE, S_TIMER, S_TAGNAME,
-       S_NAMETAG, S_TOP = S_NAMETAG };
+enum {
+    S_MSGH = 1,
+    S_NODE,
+    S_START,
+    S_RECEIVE,
+    S_TIMER,
+    S_TAGNAME,
+    S_NAMETAG,
+    S_TOP = S_NAMETAG
+};
 
-#define HOOK_EVERY 1000     /* VM instructions between budget checks */
+#define HOOK_EVERY 1000 /* VM instructions between budget checks */
 
 /* Node methods and stand-ins are closures over their node. */
 static lcs_node *checknode(lua_State *L)
@@ -59,12 +67,12 @@ static double now_ms(const lcs_node *nd)
  * slabs; larger ones from malloc.  No locks: a node state is used by one
  * thread at a time.  Every slab is freed when the state closes. */
 #define SMALL_MAX 256
-#define CLASS(n) (((n) + 15) / 16 - 1)      /* 1..16 -> 0, ... 256 -> 15 */
+#define CLASS(n) (((n) + 15) / 16 - 1) /* 1..16 -> 0, ... 256 -> 15 */
 #define SLAB 4096
 
 typedef struct slab {
     struct slab *next;
-    double align;           /* blocks start 16-byte aligned after this */
+    double align; /* blocks start 16-byte aligned after this */
 } slab;
 
 static void *small_alloc(lcs_node *nd, size_t n)
@@ -137,13 +145,13 @@ static void *node_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
      * inside the handler, which fails this node only. */
     if (nd->lim->mem > 0 && nsize > old &&
         nd->mem + (nsize - old) > nd->lim->mem) {
-        nd->capped = 1;         /* say why when the error is reported */
+        nd->capped = 1; /* say why when the error is reported */
         return NULL;
     }
     if (old > SMALL_MAX && nsize > SMALL_MAX) {
         p = realloc(ptr, nsize);
     } else if (old > 0 && CLASS(old) == CLASS(nsize)) {
-        p = ptr;                    /* same class: it fits already */
+        p = ptr; /* same class: it fits already */
     } else {
         p = nsize <= SMALL_MAX ? small_alloc(nd, nsize) : malloc(nsize);
         if (p != NULL && old > 0) {
@@ -171,8 +179,10 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     }
     nd->steps += HOOK_EVERY;
     if (nd->lim->budget > 0 && nd->steps > nd->lim->budget) {
-        luaL_error(L, "instruction budget exceeded (%I VM instructions in "
-                   "one handler call)", (LUAI_UACINT)nd->lim->budget);
+        luaL_error(L,
+                   "instruction budget exceeded (%I VM instructions in "
+                   "one handler call)",
+                   (LUAI_UACINT)nd->lim->budget);
     }
 }
 
@@ -189,7 +199,7 @@ static int finish_pcall(lua_State *L, int status, lua_KContext extra)
 
     if (status != LUA_OK && status != LUA_YIELD) {
         if (nd != NULL && spent(nd)) {
-            return lua_error(L);    /* the budget is not catchable */
+            return lua_error(L); /* the budget is not catchable */
         }
         lua_pushboolean(L, 0);
         lua_pushvalue(L, -2);
@@ -205,8 +215,7 @@ static int node_pcall(lua_State *L)
     luaL_checkany(L, 1);
     lua_pushboolean(L, 1);
     lua_insert(L, 1);
-    status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0,
-                        finish_pcall);
+    status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, finish_pcall);
     return finish_pcall(L, status, 0);
 }
 
@@ -217,7 +226,7 @@ static int node_xpcall(lua_State *L)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_pushboolean(L, 1);
     lua_pushvalue(L, 1);
-    lua_rotate(L, 3, 2);            /* [f, msgh, true, f, args...] */
+    lua_rotate(L, 3, 2); /* [f, msgh, true, f, args...] */
     status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
     return finish_pcall(L, status, 2);
 }
@@ -257,7 +266,7 @@ static int node_random(lua_State *L)
     lcs_node *nd = checknode(L);
     cs_rng *r = cs_sim_rng(nd->sim, nd->id);
     lua_Integer lo, hi;
-    int base = lua_istable(L, 1) ? 1 : 0;   /* node:random or math.random */
+    int base = lua_istable(L, 1) ? 1 : 0; /* node:random or math.random */
 
     switch (lua_gettop(L) - base) {
     case 0:
@@ -266,7 +275,7 @@ static int node_random(lua_State *L)
     case 1:
         lo = 1;
         hi = luaL_checkinteger(L, base + 1);
-        if (hi == 0) {              /* math.random(0): a random integer */
+        if (hi == 0) { /* math.random(0): a random integer */
             lua_pushinteger(L, (lua_Integer)cs_rng_next(r));
             return 1;
         }
@@ -279,8 +288,8 @@ static int node_random(lua_State *L)
         return luaL_error(L, "wrong number of arguments");
     }
     luaL_argcheck(L, lo <= hi, base + 1, "interval is empty");
-    lua_pushinteger(L, lo + (lua_Integer)cs_rng_below(
-                               r, (uint64_t)hi - (uint64_t)lo + 1));
+    lua_pushinteger(
+        L, lo + (lua_Integer)cs_rng_below(r, (uint64_t)hi - (uint64_t)lo + 1));
     return 1;
 }
 
@@ -297,11 +306,11 @@ static int node_load(lua_State *L)
         return 2;
     }
     if (lua_gettop(L) < 3) {
-        lua_settop(L, 3);       /* env (4) stays absent */
+        lua_settop(L, 3); /* env (4) stays absent */
     }
     lua_pushliteral(L, "t");
     lua_replace(L, 3);
-    lua_pushvalue(L, lua_upvalueindex(1));      /* the real load */
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the real load */
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
     return lua_gettop(L);
@@ -434,8 +443,8 @@ static int m_set_timer(lua_State *L)
 
     luaL_argcheck(L, ms >= 0 && ms < 1e12, 3, "delay must be >= 0 ms");
     tag = timer_tag(L, nd, 1);
-    if (cs_sim_set_timer(nd->sim, nd->id, tag, (cs_time)llround(ms * 1000))
-        != CS_OK) {
+    if (cs_sim_set_timer(nd->sim, nd->id, tag, (cs_time)llround(ms * 1000)) !=
+        CS_OK) {
         return luaL_error(L, "set_timer: out of memory");
     }
     return 0;
@@ -466,8 +475,8 @@ static int m_decide(lua_State *L)
 
     luaL_checkany(L, 2);
     lcs_encode(L, 2, &nd->wbuf, nd->lim->max_msg, 1, "value");
-    if (cs_sim_decide(nd->sim, nd->id, slot, nd->wbuf.p, nd->wbuf.len)
-        != CS_OK) {
+    if (cs_sim_decide(nd->sim, nd->id, slot, nd->wbuf.p, nd->wbuf.len) !=
+        CS_OK) {
         return luaL_error(L, "decide: out of memory");
     }
     if (nd->dec_log != NULL) {
@@ -551,7 +560,7 @@ static int m_log(lua_State *L)
         lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
         lua_getfield(L, -1, "string");
         lua_getfield(L, -1, "format");
-        lua_replace(L, 1);          /* [format, fmt, args..., LOADED, string] */
+        lua_replace(L, 1); /* [format, fmt, args..., LOADED, string] */
         lua_pop(L, 2);
         lua_call(L, lua_gettop(L) - 1, 1);
         s = lua_tolstring(L, -1, &len);
@@ -567,8 +576,8 @@ static int m_note(lua_State *L)
 
     luaL_checkany(L, 2);
     lcs_encode(L, 2, &nd->wbuf, nd->lim->max_msg, 0, "note");
-    if (cs_sim_emit(nd->sim, nd->id, LCS_OUT_NOTE, nd->wbuf.p, nd->wbuf.len)
-        != CS_OK) {
+    if (cs_sim_emit(nd->sim, nd->id, LCS_OUT_NOTE, nd->wbuf.p, nd->wbuf.len) !=
+        CS_OK) {
         return luaL_error(L, "note: out of memory");
     }
     return 0;
@@ -606,10 +615,12 @@ static int m_sync(lua_State *L)
         int rc = cs_log_append(nd->store_log, nd->synced, nd->synced_len);
 
         if (rc != CS_OK) {
-            return luaL_error(L, "sync: cannot write node.store to the data "
-                              "directory: %s", cs_log_errno(nd->store_log)
-                              ? strerror(cs_log_errno(nd->store_log))
-                              : cs_strerror(rc));
+            return luaL_error(L,
+                              "sync: cannot write node.store to the data "
+                              "directory: %s",
+                              cs_log_errno(nd->store_log)
+                                  ? strerror(cs_log_errno(nd->store_log))
+                                  : cs_strerror(rc));
         }
     }
     return 0;
@@ -635,23 +646,21 @@ static int node_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg node_methods[] = {
-    {"send", m_send},
-    {"broadcast", m_broadcast},
-    {"set_timer", m_set_timer},
-    {"cancel_timer", m_cancel_timer},
-    {"decide", m_decide},
-    {"propose", m_propose},
-    {"random", node_random},
-    {"log", m_log},
-    {"note", m_note},
-    {"sync", m_sync},
-    {"claim", m_claim},
-    {"count", m_count},
-    {"sign", lcs_node_sign},
-    {"verify", lcs_node_verify},
-    {NULL, NULL}
-};
+static const luaL_Reg node_methods[] = { { "send", m_send },
+                                         { "broadcast", m_broadcast },
+                                         { "set_timer", m_set_timer },
+                                         { "cancel_timer", m_cancel_timer },
+                                         { "decide", m_decide },
+                                         { "propose", m_propose },
+                                         { "random", node_random },
+                                         { "log", m_log },
+                                         { "note", m_note },
+                                         { "sync", m_sync },
+                                         { "claim", m_claim },
+                                         { "count", m_count },
+                                         { "sign", lcs_node_sign },
+                                         { "verify", lcs_node_verify },
+                                         { NULL, NULL } };
 
 /* ---------------------------------------------------- building a state */
 
@@ -686,12 +695,14 @@ static void set_global_fn(lua_State *L, lcs_node *nd, const char *lib,
 static int setup(lua_State *L)
 {
     lcs_node *nd = lua_touserdata(L, 1);
-    static const luaL_Reg libs[] = {
-        {LUA_GNAME, luaopen_base},       {LUA_LOADLIBNAME, luaopen_package},
-        {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
-        {LUA_STRLIBNAME, luaopen_string},   {LUA_MATHLIBNAME, luaopen_math},
-        {LUA_UTF8LIBNAME, luaopen_utf8},    {NULL, NULL}
-    };
+    static const luaL_Reg libs[] = { { LUA_GNAME, luaopen_base },
+                                     { LUA_LOADLIBNAME, luaopen_package },
+                                     { LUA_COLIBNAME, luaopen_coroutine },
+                                     { LUA_TABLIBNAME, luaopen_table },
+                                     { LUA_STRLIBNAME, luaopen_string },
+                                     { LUA_MATHLIBNAME, luaopen_math },
+                                     { LUA_UTF8LIBNAME, luaopen_utf8 },
+                                     { NULL, NULL } };
     const luaL_Reg *lib;
 
     lua_settop(L, 0);
@@ -712,15 +723,15 @@ static int setup(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, -2, "loadlib");
     lua_pushnil(L);
-    lua_setfield(L, -2, "searchpath");  /* it probes the file system */
+    lua_setfield(L, -2, "searchpath"); /* it probes the file system */
     lua_createtable(L, 1, 0);
     lua_getfield(L, -2, "searchers");
-    lua_rawgeti(L, -1, 1);          /* the preload searcher */
+    lua_rawgeti(L, -1, 1); /* the preload searcher */
     lua_rawseti(L, -3, 1);
     lua_pop(L, 1);
     lua_setfield(L, -2, "searchers");
     lua_pop(L, 1);
-    lua_pushlightuserdata(L, nd);   /* tells luaopen_consensus: a node */
+    lua_pushlightuserdata(L, nd); /* tells luaopen_consensus: a node */
     lua_setfield(L, LUA_REGISTRYINDEX, LCS_NODE_KEY);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_consensus);
@@ -768,15 +779,15 @@ static int setup(lua_State *L)
 
     /* The fixed slots. */
     lua_settop(L, 0);
-    lua_pushcfunction(L, msgh);                     /* S_MSGH */
-    lua_newtable(L);                                /* tag -> name */
-    lua_newtable(L);                                /* name -> tag */
-    lua_createtable(L, 0, 16);                      /* the node table */
+    lua_pushcfunction(L, msgh); /* S_MSGH */
+    lua_newtable(L);            /* tag -> name */
+    lua_newtable(L);            /* name -> tag */
+    lua_createtable(L, 0, 16);  /* the node table */
     lua_pushlightuserdata(L, nd);
     lua_pushvalue(L, -4);
     lua_pushvalue(L, -4);
-    luaL_setfuncs(L, node_methods, 3);  /* upvalues: nd, tag tables */
-                                        /* [msgh, t2n, n2t, node] */
+    luaL_setfuncs(L, node_methods, 3); /* upvalues: nd, tag tables */
+                                       /* [msgh, t2n, n2t, node] */
     lua_pushinteger(L, nd->id);
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, nd->n);
@@ -795,11 +806,11 @@ static int setup(lua_State *L)
     lua_pushliteral(L, "consensus.Node");
     lua_setfield(L, -2, "__name");
     lua_setmetatable(L, -2);
-    lua_insert(L, S_NODE);              /* [msgh, node, t2n, n2t] */
+    lua_insert(L, S_NODE); /* [msgh, node, t2n, n2t] */
     lua_pushnil(L);
     lua_pushnil(L);
     lua_pushnil(L);
-    lua_rotate(L, S_START, 3);  /* [msgh, node, nil x3, t2n, n2t] */
+    lua_rotate(L, S_START, 3); /* [msgh, node, nil x3, t2n, n2t] */
     CS_ASSERT(lua_gettop(L) == S_TOP);
     return S_TOP;
 }
@@ -906,7 +917,7 @@ void lcs_node_crash(void *ud, cs_sim *sim, uint32_t node, int flags)
         if (lua_pcall(nd->L, 2, 0, 0) == LUA_OK) {
             nd->has_saved = 1;
         } else {
-            lua_pop(nd->L, 1);  /* an unencodable store is lost */
+            lua_pop(nd->L, 1); /* an unencodable store is lost */
         }
     }
     lcs_node_close(nd);
@@ -918,7 +929,7 @@ static int restore_store(lua_State *L)
 
     if (nd->has_saved && lcs_decode(L, nd->saved, nd->saved_len) &&
         lua_istable(L, -1)) {
-        lua_setfield(L, 2, "store");    /* arg 2: the node table */
+        lua_setfield(L, 2, "store"); /* arg 2: the node table */
     }
     return 0;
 }
@@ -1046,7 +1057,7 @@ static int deliver(lua_State *L)
     if (!lcs_decode(L, cs_msg_data(m), cs_msg_len(m))) {
         return luaL_error(L, "receive: malformed message");
     }
-    lua_replace(L, 3);              /* [receive, node, msg, from] */
+    lua_replace(L, 3); /* [receive, node, msg, from] */
     lua_call(L, 3, 0);
     return 0;
 }

@@ -50,8 +50,8 @@ int lcs_sign_setup(lcs_run *run, uint64_t seed)
 
             memcpy(kseed + k, &x, 8);
         }
-        crypto_sign_seed_keypair(run->pks + (size_t)i * 32,
-                                 run->nodes[i].sk, kseed);
+        crypto_sign_seed_keypair(run->pks + (size_t)i * 32, run->nodes[i].sk,
+                                 kseed);
     }
     return CS_OK;
 }
@@ -98,8 +98,8 @@ int lcs_node_verify(lua_State *L)
         signer >= (lua_Integer)nd->n) {
         goto forged;
     }
-    who = (uint32_t)blob[4] | (uint32_t)blob[5] << 8 |
-          (uint32_t)blob[6] << 16 | (uint32_t)blob[7] << 24;
+    who = (uint32_t)blob[4] | (uint32_t)blob[5] << 8 | (uint32_t)blob[6] << 16 |
+          (uint32_t)blob[7] << 24;
     if (who != (uint32_t)signer ||
         crypto_sign_verify_detached(blob + len - SIG, blob, len - SIG,
                                     nd->run->pks + (size_t)who * 32) != 0 ||

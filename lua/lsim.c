@@ -29,12 +29,12 @@
 #include <string.h>
 
 typedef struct simbox {
-    cs_sim *sim;            /* NULL once closed */
+    cs_sim *sim; /* NULL once closed */
     lcs_limits lim;
     uint32_t f;
     int strict;
     int ran;
-    lcs_run *run;           /* while running: for trace lines of faults */
+    lcs_run *run; /* while running: for trace lines of faults */
 } simbox;
 
 static simbox *checkbox(lua_State *L)
@@ -88,8 +88,8 @@ static int l_newsim(lua_State *L)
     threads = field_num(L, 1, "threads", 1);
     slots = field_num(L, 1, "slots", 1);
     until = field_num(L, 1, "until_ms", 60000);
-    luaL_argcheck(L, nodes >= 1 && nodes <= 1000000 && nodes == floor(nodes),
-                  1, "nodes must be an integer >= 1");
+    luaL_argcheck(L, nodes >= 1 && nodes <= 1000000 && nodes == floor(nodes), 1,
+                  "nodes must be an integer >= 1");
     luaL_argcheck(L, faulty >= 0 && faulty <= nodes, 1,
                   "faulty must be between 0 and nodes");
     luaL_argcheck(L, threads >= 1 && threads <= 1024, 1,
@@ -125,11 +125,11 @@ static int l_newsim(lua_State *L)
     lua_pop(L, 1);
     if (cs_net_validate(&cfg.net) != CS_OK) {
         return luaL_error(L, "sim: bad network model (latency must be > 0 "
-                          "ms, probabilities within [0, 1])");
+                             "ms, probabilities within [0, 1])");
     }
 
-    box = lua_newuserdatauv(L, sizeof *box, 1);    /* uv 1: results */
-    box->sim = NULL;                /* closed until created */
+    box = lua_newuserdatauv(L, sizeof *box, 1); /* uv 1: results */
+    box->sim = NULL;                            /* closed until created */
     luaL_setmetatable(L, LCS_SIM);
     box->f = (uint32_t)faulty;
     box->ran = 0;
@@ -165,8 +165,8 @@ static int l_at(lua_State *L)
     lua_Integer id = luaL_checkinteger(L, 3);
 
     luaL_argcheck(L, ms >= 0 && ms < 9e12, 2, "time must be >= 0 ms");
-    if (cs_sim_at(box->sim, (cs_time)llround(ms * 1000), (uint64_t)id)
-        != CS_OK) {
+    if (cs_sim_at(box->sim, (cs_time)llround(ms * 1000), (uint64_t)id) !=
+        CS_OK) {
         return luaL_error(L, "at: out of memory");
     }
     return 0;
@@ -178,8 +178,8 @@ static uint32_t check_id(lua_State *L, simbox *box, int idx)
 {
     lua_Integer id = luaL_checkinteger(L, idx);
 
-    luaL_argcheck(L, id >= 0 && id < (lua_Integer)cs_sim_nodes(box->sim),
-                  idx, "no such node");
+    luaL_argcheck(L, id >= 0 && id < (lua_Integer)cs_sim_nodes(box->sim), idx,
+                  "no such node");
     return (uint32_t)id;
 }
 
@@ -234,7 +234,7 @@ static int l_partition(lua_State *L)
     ngroups = (uint32_t)lua_rawlen(L, 2);
     group = lua_newuserdatauv(L, n * sizeof *group, 0);
     for (k = 0; k < n; k++) {
-        group[k] = 0;               /* the rest */
+        group[k] = 0; /* the rest */
     }
     for (g = 1; g <= ngroups; g++) {
         uint32_t *ids;
@@ -304,8 +304,9 @@ static int l_link(lua_State *L)
         rc = cs_sim_set_link(box->sim, from, to, &lat);
     }
     if (rc != CS_OK) {
-        return luaL_error(L, "link: %s", rc == CS_EINVAL
-                          ? "bad latency (must be > 0 ms)" : cs_strerror(rc));
+        return luaL_error(L, "link: %s",
+                          rc == CS_EINVAL ? "bad latency (must be > 0 ms)"
+                                          : cs_strerror(rc));
     }
     return 0;
 }
@@ -329,8 +330,9 @@ static int l_crash(lua_State *L)
     int rc;
 
     if ((rc = cs_sim_crash(box->sim, id, at, flags)) != CS_OK) {
-        return luaL_error(L, "crash: %s", rc == CS_EINVAL
-                          ? "not supported in a live run" : cs_strerror(rc));
+        return luaL_error(L, "crash: %s",
+                          rc == CS_EINVAL ? "not supported in a live run"
+                                          : cs_strerror(rc));
     }
     return 0;
 }
@@ -342,8 +344,9 @@ static int l_restart(lua_State *L)
     int rc;
 
     if ((rc = cs_sim_restart(box->sim, id, check_at(L, box, 3))) != CS_OK) {
-        return luaL_error(L, "restart: %s", rc == CS_EINVAL
-                          ? "not supported in a live run" : cs_strerror(rc));
+        return luaL_error(L, "restart: %s",
+                          rc == CS_EINVAL ? "not supported in a live run"
+                                          : cs_strerror(rc));
     }
     return 0;
 }
@@ -357,10 +360,11 @@ static int l_pause(lua_State *L)
     int rc;
 
     luaL_argcheck(L, ms >= 0 && ms < 9e12, 4, "duration must be >= 0 ms");
-    if ((rc = cs_sim_pause(box->sim, id, at, (cs_time)llround(ms * 1000)))
-        != CS_OK) {
-        return luaL_error(L, "pause: %s", rc == CS_EINVAL
-                          ? "not supported in a live run" : cs_strerror(rc));
+    if ((rc = cs_sim_pause(box->sim, id, at, (cs_time)llround(ms * 1000))) !=
+        CS_OK) {
+        return luaL_error(L, "pause: %s",
+                          rc == CS_EINVAL ? "not supported in a live run"
+                                          : cs_strerror(rc));
     }
     return 0;
 }
@@ -428,7 +432,7 @@ static int run_gc(lua_State *L)
     free(run->pks);
     run->pks = NULL;
     if (run->trace != NULL) {
-        fclose(run->trace);     /* flushes what was written */
+        fclose(run->trace); /* flushes what was written */
         run->trace = NULL;
     }
     return 0;
@@ -481,7 +485,7 @@ static int do_output(lua_State *L)
 {
     const outarg *o = lua_touserdata(L, 1);
     lcs_run *run = o->run;
-    const int results = 2;          /* passed in: a new frame */
+    const int results = 2; /* passed in: a new frame */
     char t[32];
 
     lcs_fmt_ms(t, sizeof t, o->at);
@@ -519,10 +523,11 @@ static int do_output(lua_State *L)
         lua_pushlstring(L, msg, mlen);
         lua_setfield(L, -2, "message");
         append(L, results, "errors");
-        fprintf(stderr, "consensus-lua: node %u failed at t=%s ms (seed "
-                "%llu) in %.*s: %.*s\n", (unsigned)o->node, t,
-                (unsigned long long)cs_sim_seed(run->sim), (int)wlen, s,
-                (int)mlen, msg);
+        fprintf(stderr,
+                "consensus-lua: node %u failed at t=%s ms (seed "
+                "%llu) in %.*s: %.*s\n",
+                (unsigned)o->node, t, (unsigned long long)cs_sim_seed(run->sim),
+                (int)wlen, s, (int)mlen, msg);
         fflush(stderr);
         lcs_trace_text(run, "error", o->node, o->at, "message", msg, mlen);
         break;
@@ -535,7 +540,8 @@ static int do_output(lua_State *L)
             break;
         }
         lua_getfield(L, results, "counters");
-        lua_pushlstring(L, sp + 1, o->len - (size_t)(sp + 1 - (const char *)o->data));
+        lua_pushlstring(L, sp + 1,
+                        o->len - (size_t)(sp + 1 - (const char *)o->data));
         lua_pushvalue(L, -1);
         lua_rawget(L, -3);
         n += lua_tointeger(L, -1);
@@ -565,7 +571,7 @@ static void on_output(void *ud, cs_sim *sim, uint32_t node, cs_time at,
     lua_pushlightuserdata(L, &o);
     lua_pushvalue(L, run->results_idx);
     if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-        lua_pop(L, 1);      /* out of memory in the main state: drop it */
+        lua_pop(L, 1); /* out of memory in the main state: drop it */
     }
 }
 
@@ -585,8 +591,10 @@ static void action_hook(lua_State *L, lua_Debug *ar)
     }
     run->action_steps += ACTION_HOOK_EVERY;
     if (run->lim.budget > 0 && run->action_steps > run->lim.budget) {
-        luaL_error(L, "instruction budget exceeded (%I VM instructions in "
-                   "one scenario action)", (LUAI_UACINT)run->lim.budget);
+        luaL_error(L,
+                   "instruction budget exceeded (%I VM instructions in "
+                   "one scenario action)",
+                   (LUAI_UACINT)run->lim.budget);
     }
 }
 
@@ -621,11 +629,16 @@ static int on_action(void *ud, cs_sim *sim, uint64_t id)
 static const char *vkind(int kind)
 {
     switch (kind) {
-    case CS_V_AGREEMENT: return "agreement";
-    case CS_V_INTEGRITY: return "integrity";
-    case CS_V_VALIDITY: return "validity";
-    case CS_V_UNIQUE: return "uniqueness";
-    default: return "termination";
+    case CS_V_AGREEMENT:
+        return "agreement";
+    case CS_V_INTEGRITY:
+        return "integrity";
+    case CS_V_VALIDITY:
+        return "validity";
+    case CS_V_UNIQUE:
+        return "uniqueness";
+    default:
+        return "termination";
     }
 }
 
@@ -716,7 +729,7 @@ static void push_results_tail(lua_State *L, lcs_run *run, int results)
         lua_setfield(L, results, "proposals");
     }
 
-    lua_createtable(L, (int)run->n, 0);     /* per node: decided slots */
+    lua_createtable(L, (int)run->n, 0); /* per node: decided slots */
     for (k = 0; k < run->n; k++) {
         lua_pushinteger(L, cs_sim_decided(run->sim, k));
         lua_rawseti(L, -2, (lua_Integer)k);
@@ -766,7 +779,8 @@ static void trace_header(lcs_run *run, uint32_t f)
     uint32_t i;
     int first = 1;
 
-    fprintf(out, "{\"ev\":\"run\",\"seed\":%llu,\"nodes\":%u,"
+    fprintf(out,
+            "{\"ev\":\"run\",\"seed\":%llu,\"nodes\":%u,"
             "\"faulty\":%u,\"byzantine\":[",
             (unsigned long long)cs_sim_seed(run->sim), (unsigned)run->n,
             (unsigned)f);
@@ -818,9 +832,10 @@ static cs_log *open_log(lua_State *L, const char *dir, unsigned node,
     memset(&rec, 0, sizeof rec);
     rc = cs_log_open(&lg, path, CS_LOG_SYNC_EACH, &rec);
     if (rc == CS_ECORRUPT) {
-        luaL_error(L, "data directory: %s is corrupt at byte %d (a damaged "
-                   "record before valid ones; refusing to use it)", path,
-                   (int)rec.bad_offset);
+        luaL_error(L,
+                   "data directory: %s is corrupt at byte %d (a damaged "
+                   "record before valid ones; refusing to use it)",
+                   path, (int)rec.bad_offset);
     } else if (rc != CS_OK) {
         luaL_error(L, "data directory: cannot open %s: %s", path,
                    rec.err ? strerror(rec.err) : cs_strerror(rc));
@@ -890,9 +905,9 @@ static int l_run(lua_State *L)
     }
     box->ran = 1;
     n = cs_sim_nodes(box->sim);
-    lua_settop(L, 6);   /* [box, protocols, actions, name, trace, dir] */
+    lua_settop(L, 6); /* [box, protocols, actions, name, trace, dir] */
 
-    run = lua_newuserdatauv(L, sizeof *run, 0);    /* 7 */
+    run = lua_newuserdatauv(L, sizeof *run, 0); /* 7 */
     memset(run, 0, sizeof *run);
     luaL_setmetatable(L, LCS_RUN);
     run->L = L;
@@ -901,7 +916,7 @@ static int l_run(lua_State *L)
     run->strict = box->strict;
     run->sim = box->sim;
     run->actions_idx = 3;
-    lua_newtable(L);                                /* 8: results */
+    lua_newtable(L); /* 8: results */
     results = 8;
     run->results_idx = results;
     lua_newtable(L);
@@ -910,7 +925,7 @@ static int l_run(lua_State *L)
     lua_setfield(L, results, "errors");
     lua_newtable(L);
     lua_setfield(L, results, "counters");
-    lua_newtable(L);                                /* 9: transfer cache */
+    lua_newtable(L); /* 9: transfer cache */
     cache = 9;
 
     run->protocols_idx = 2;
@@ -938,12 +953,13 @@ static int l_run(lua_State *L)
         nd->f = box->f;
         nd->lim = &run->lim;
         if (lcs_node_open(nd) != CS_OK) {
-            return luaL_error(L, "run: out of memory creating node %d",
-                              (int)i);
+            return luaL_error(L, "run: out of memory creating node %d", (int)i);
         }
         if (lua_rawgeti(L, 2, (lua_Integer)i) != LUA_TTABLE) {
-            return luaL_error(L, "run: node %d has no protocol (call "
-                              "sim:spawn first)", (int)i);
+            return luaL_error(L,
+                              "run: node %d has no protocol (call "
+                              "sim:spawn first)",
+                              (int)i);
         }
         if (!lcs_transfer_cached(L, -1, nd->L, name, cache)) {
             return lua_error(L);
@@ -966,7 +982,7 @@ static int l_run(lua_State *L)
     cb.restart = lcs_node_restart;
     cb.trace = lcs_trace_rec;
     box->run = run;
-    lua_pushvalue(L, results);      /* readable from actions: box:_notes() */
+    lua_pushvalue(L, results); /* readable from actions: box:_notes() */
     lua_setiuservalue(L, 1, 1);
     rc = cs_sim_run(box->sim, &cb);
     box->run = NULL;
@@ -1006,29 +1022,25 @@ static int l_run(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg box_meta[] = {
-    {"__gc", box_gc},
-    {"__close", box_gc},
-    {NULL, NULL}
-};
+static const luaL_Reg box_meta[] = { { "__gc", box_gc },
+                                     { "__close", box_gc },
+                                     { NULL, NULL } };
 
-static const luaL_Reg box_methods[] = {
-    {"_partition", l_partition},
-    {"_cut", l_cut},
-    {"_heal", l_heal},
-    {"_link", l_link},
-    {"_crash", l_crash},
-    {"_restart", l_restart},
-    {"_pause", l_pause},
-    {"_clock", l_clock},
-    {"_now", l_now},
-    {"_down", l_down},
-    {"_notes", l_notes},
-    {"_byzantine", l_byzantine},
-    {"_at", l_at},
-    {"_run", l_run},
-    {NULL, NULL}
-};
+static const luaL_Reg box_methods[] = { { "_partition", l_partition },
+                                        { "_cut", l_cut },
+                                        { "_heal", l_heal },
+                                        { "_link", l_link },
+                                        { "_crash", l_crash },
+                                        { "_restart", l_restart },
+                                        { "_pause", l_pause },
+                                        { "_clock", l_clock },
+                                        { "_now", l_now },
+                                        { "_down", l_down },
+                                        { "_notes", l_notes },
+                                        { "_byzantine", l_byzantine },
+                                        { "_at", l_at },
+                                        { "_run", l_run },
+                                        { NULL, NULL } };
 
 void lcs_open_sim(lua_State *L)
 {

@@ -69,8 +69,7 @@ static uint32_t intern(lcs_run *run, const char *s, size_t len)
         if (run->ntypes == run->captypes) {
             uint32_t ncap = run->captypes ? run->captypes * 2 : 16;
             char **nt = realloc(run->types, ncap * sizeof *nt);
-            size_t *nl = nt ? realloc(run->type_lens, ncap * sizeof *nl)
-                            : NULL;
+            size_t *nl = nt ? realloc(run->type_lens, ncap * sizeof *nl) : NULL;
 
             if (nt != NULL) {
                 run->types = nt;
@@ -113,9 +112,8 @@ uint32_t lcs_type_id(lcs_node *nd, const char *s, size_t len)
     id = intern(nd->run, s, len);
     if (id != 0 && len <= sizeof nd->tcache[0].name) {
         /* Replace round-robin once full: types per protocol are few. */
-        lcs_tcache *c = &nd->tcache[nd->ntcache < LCS_TCACHE
-                                        ? nd->ntcache++
-                                        : id % LCS_TCACHE];
+        lcs_tcache *c = &nd->tcache[nd->ntcache < LCS_TCACHE ? nd->ntcache++
+                                                             : id % LCS_TCACHE];
 
         memcpy(c->name, s, len);
         c->len = (unsigned char)len;
@@ -139,7 +137,7 @@ void lcs_type_count(lcs_node *nd, uint32_t id, size_t bytes)
         }
         b = m ? realloc(nd->type_bytes, ncap * sizeof *b) : NULL;
         if (b == NULL) {
-            return;             /* metrics are best effort */
+            return; /* metrics are best effort */
         }
         nd->type_bytes = b;
         for (i = nd->ntype; i < ncap; i++) {
@@ -172,7 +170,7 @@ void lcs_trace_str(lcs_run *run, const char *s, size_t len)
         } else if (c < 0x20 || c == 0x7f) {
             fprintf(f, "\\u%04x", c);
         } else {
-            putc(c, f);     /* UTF-8 passes through; bad bytes too */
+            putc(c, f); /* UTF-8 passes through; bad bytes too */
         }
     }
     putc('"', f);
@@ -201,27 +199,42 @@ static void put_type(lcs_run *run, uint32_t id)
 static const char *reason_name(int r)
 {
     switch (r) {
-    case CS_DROP_LOSS: return "loss";
-    case CS_DROP_PARTITION: return "partition";
-    case CS_DROP_DOWN: return "down";
-    case CS_DROP_OVERFLOW: return "overflow";
-    default: return "unknown";
+    case CS_DROP_LOSS:
+        return "loss";
+    case CS_DROP_PARTITION:
+        return "partition";
+    case CS_DROP_DOWN:
+        return "down";
+    case CS_DROP_OVERFLOW:
+        return "overflow";
+    default:
+        return "unknown";
     }
 }
 
 static const char *event_name(int k)
 {
     switch (k) {
-    case CS_TR_SEND: return "send";
-    case CS_TR_DELIVER: return "deliver";
-    case CS_TR_DROP: return "drop";
-    case CS_TR_DUPLICATE: return "duplicate";
-    case CS_TR_TIMER: return "timer";
-    case CS_TR_CRASH: return "crash";
-    case CS_TR_RESTART: return "restart";
-    case CS_TR_PAUSE: return "pause";
-    case CS_TR_DECIDE: return "decide";
-    default: return "unknown";
+    case CS_TR_SEND:
+        return "send";
+    case CS_TR_DELIVER:
+        return "deliver";
+    case CS_TR_DROP:
+        return "drop";
+    case CS_TR_DUPLICATE:
+        return "duplicate";
+    case CS_TR_TIMER:
+        return "timer";
+    case CS_TR_CRASH:
+        return "crash";
+    case CS_TR_RESTART:
+        return "restart";
+    case CS_TR_PAUSE:
+        return "pause";
+    case CS_TR_DECIDE:
+        return "decide";
+    default:
+        return "unknown";
     }
 }
 

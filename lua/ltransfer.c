@@ -65,20 +65,20 @@
 
 #include <lauxlib.h>
 
-#define MAXDEPTH  200           /* nested tables/functions; as LUAI_MAXCCALLS */
-#define FSLOTS    8             /* stack slots one level uses in 'from' */
-#define TSLOTS    8             /* ... and in 'to' */
+#define MAXDEPTH 200 /* nested tables/functions; as LUAI_MAXCCALLS */
+#define FSLOTS 8     /* stack slots one level uses in 'from' */
+#define TSLOTS 8     /* ... and in 'to' */
 
 /* Slots of transfer_main's frame in 'to'. */
 enum {
-    T_CTX = 1,                  /* light userdata: the transfer */
-    T_MEMO,                     /* from address -> copy or mapped value */
-    T_MISSING,                  /* from address -> "io.open" */
-    T_UPV,                      /* upvalue id -> first closure owning it */
-    T_UPVN,                     /* upvalue id -> its position there */
-    T_GLOBALS,                  /* to's globals */
-    T_LOADED,                   /* to's package.loaded, or nil */
-    T_CHECK                     /* addresses seen by check(), per global */
+    T_CTX = 1, /* light userdata: the transfer */
+    T_MEMO,    /* from address -> copy or mapped value */
+    T_MISSING, /* from address -> "io.open" */
+    T_UPV,     /* upvalue id -> first closure owning it */
+    T_UPVN,    /* upvalue id -> its position there */
+    T_GLOBALS, /* to's globals */
+    T_LOADED,  /* to's package.loaded, or nil */
+    T_CHECK    /* addresses seen by check(), per global */
 };
 
 /* Where a value was found, for error messages.  Frames live on the C
@@ -89,25 +89,25 @@ enum { P_ROOT, P_FIELD, P_KEY, P_UPVAL, P_META };
 typedef struct path {
     const struct path *up;
     int kind;
-    int idx;                    /* P_FIELD: the key's index in 'from' */
-    const char *s;              /* P_ROOT: name; P_UPVAL: upvalue name */
+    int idx;       /* P_FIELD: the key's index in 'from' */
+    const char *s; /* P_ROOT: name; P_UPVAL: upvalue name */
 } path;
 
 typedef struct transfer {
     lua_State *from, *to;
     const char *name;
-    int root;                   /* absolute index of the value in 'from' */
-    int fglobals;               /* absolute index of from's globals */
-    int floaded;                /* ... of from's package.loaded, or 0 */
-    int cache;                  /* ... of the cache table, or 0 */
-    const void *gptr;           /* from's globals table */
+    int root;         /* absolute index of the value in 'from' */
+    int fglobals;     /* absolute index of from's globals */
+    int floaded;      /* ... of from's package.loaded, or 0 */
+    int cache;        /* ... of the cache table, or 0 */
+    const void *gptr; /* from's globals table */
     int globals_done;
     int depth;
-    char *buf;                  /* dump buffer: freed after the protected */
-    size_t len, cap;            /* call, so never raised over */
-    const char *rdata;          /* what the reader hands to lua_load */
+    char *buf;         /* dump buffer: freed after the protected */
+    size_t len, cap;   /* call, so never raised over */
+    const char *rdata; /* what the reader hands to lua_load */
     size_t rlen;
-    size_t pos;                 /* length of msg */
+    size_t pos; /* length of msg */
     char msg[512];
 } transfer;
 
@@ -126,7 +126,7 @@ static void vadd(transfer *tr, const char *fmt, va_list ap)
     if (n > 0)
         tr->pos += (size_t)n;
     if (tr->pos > sizeof tr->msg - 1)
-        tr->pos = sizeof tr->msg - 1;           /* truncated */
+        tr->pos = sizeof tr->msg - 1; /* truncated */
 }
 
 static void add(transfer *tr, const char *fmt, ...)
@@ -150,12 +150,20 @@ static void add_path(transfer *tr, const path *p)
     if (p->up != NULL)
         add_path(tr, p->up);
     switch (p->kind) {
-    case P_ROOT:  add(tr, "%s", p->s); return;
-    case P_KEY:   add(tr, ": key"); return;
-    case P_UPVAL: add(tr, ": upvalue '%s'", p->s); return;
-    case P_META:  add(tr, ": metatable"); return;
+    case P_ROOT:
+        add(tr, "%s", p->s);
+        return;
+    case P_KEY:
+        add(tr, ": key");
+        return;
+    case P_UPVAL:
+        add(tr, ": upvalue '%s'", p->s);
+        return;
+    case P_META:
+        add(tr, ": metatable");
+        return;
     }
-    switch (lua_type(F, p->idx)) {              /* P_FIELD */
+    switch (lua_type(F, p->idx)) { /* P_FIELD */
     case LUA_TSTRING:
         s = lua_tolstring(F, p->idx, &n);
         if (n > 0 && strspn(s, ident) == n && !(s[0] >= '0' && s[0] <= '9'))
@@ -186,7 +194,7 @@ static void fail(transfer *tr, const path *p, const char *fmt, ...)
 
     tr->pos = 0;
     add_path(tr, p);
-    if (tr->pos > 300) {            /* a deep path: keep its head and tail */
+    if (tr->pos > 300) { /* a deep path: keep its head and tail */
         memcpy(tr->msg + 100, "...", 3);
         memmove(tr->msg + 103, tr->msg + tr->pos - 150, 150);
         tr->pos = 253;
@@ -208,9 +216,10 @@ static void fail_type(transfer *tr, int idx, const path *p)
     if (lua_type(F, idx) == LUA_TUSERDATA && lua_getmetatable(F, idx)) {
         lua_pushnil(F);
         while (*tname == '\0' && lua_next(F, -2)) {
-            if (lua_type(F, -2) == LUA_TSTRING && lua_type(F, -1) == LUA_TSTRING
-                && strcmp(lua_tostring(F, -2), "__name") == 0)
-                tname = lua_tostring(F, -1);            /* anchored in mt */
+            if (lua_type(F, -2) == LUA_TSTRING &&
+                lua_type(F, -1) == LUA_TSTRING &&
+                strcmp(lua_tostring(F, -2), "__name") == 0)
+                tname = lua_tostring(F, -1); /* anchored in mt */
             lua_pop(F, 1);
         }
     }
@@ -219,9 +228,15 @@ static void fail_type(transfer *tr, int idx, const path *p)
         fail(tr, p, " is a userdata%s%s%s", *tname ? " (" : "", tname,
              *tname ? ")" : "");
         break;
-    case LUA_TLIGHTUSERDATA: fail(tr, p, " is a light userdata"); break;
-    case LUA_TTHREAD: fail(tr, p, " is a thread (coroutine)"); break;
-    default: fail(tr, p, " is a C function outside package.loaded"); break;
+    case LUA_TLIGHTUSERDATA:
+        fail(tr, p, " is a light userdata");
+        break;
+    case LUA_TTHREAD:
+        fail(tr, p, " is a thread (coroutine)");
+        break;
+    default:
+        fail(tr, p, " is a C function outside package.loaded");
+        break;
     }
 }
 
@@ -240,7 +255,7 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud)
         return 1;
     if (cap != tr->cap) {
         if ((nb = realloc(tr->buf, cap)) == NULL)
-            return 1;           /* lua_dump returns it; we report it */
+            return 1; /* lua_dump returns it; we report it */
         tr->buf = nb;
         tr->cap = cap;
     }
@@ -284,14 +299,14 @@ static void load_function(transfer *tr, int idx, const path *p)
         lua_pushvalue(F, idx);
         cached = lua_rawget(F, tr->cache) == LUA_TSTRING;
         if (cached)
-            tr->rdata = lua_tolstring(F, -1, &tr->rlen);  /* kept on F */
+            tr->rdata = lua_tolstring(F, -1, &tr->rlen); /* kept on F */
         else
             lua_pop(F, 1);
     }
     if (!cached) {
         tr->len = 0;
         lua_pushvalue(F, idx);
-        rc = lua_dump(F, writer, tr, 0);    /* 0: keep the debug info */
+        rc = lua_dump(F, writer, tr, 0); /* 0: keep the debug info */
         lua_pop(F, 1);
         if (rc != 0)
             fail(tr, p, " cannot be dumped: not enough memory");
@@ -311,7 +326,7 @@ static void load_function(transfer *tr, int idx, const path *p)
     if (cached)
         lua_pop(F, 1);
     if (rc != LUA_OK)
-        lua_error(T);           /* its message is on top of 'to' */
+        lua_error(T); /* its message is on top of 'to' */
 }
 
 /* -------------------------------------------------------------- copying */
@@ -329,19 +344,19 @@ static void copy_table(transfer *tr, int idx, const path *p)
     lua_pushvalue(T, t);
     lua_rawsetp(T, T_MEMO, lua_topointer(F, idx));
     lua_pushnil(F);
-    while (lua_next(F, idx)) {                      /* F: [.., k, v] */
+    while (lua_next(F, idx)) { /* F: [.., k, v] */
         const int k = lua_gettop(F) - 1;
         const path kp = { p, P_KEY, k, NULL }, vp = { p, P_FIELD, k, NULL };
 
         copy(tr, k, &kp);
-        copy(tr, k + 1, &vp);                       /* T: [.., t, k, v] */
+        copy(tr, k + 1, &vp); /* T: [.., t, k, v] */
         lua_rawset(T, t);
         lua_pop(F, 1);
     }
     /* The metatable goes last, so a copied __gc sees a full table. */
     if (lua_getmetatable(F, idx)) {
         copy(tr, lua_gettop(F), &mp);
-        if (!lua_istable(T, -1))        /* a library path gone astray */
+        if (!lua_istable(T, -1)) /* a library path gone astray */
             fail(tr, &mp, " is a %s in node states", luaL_typename(T, -1));
         lua_setmetatable(T, t);
         lua_pop(F, 1);
@@ -368,7 +383,7 @@ static void copy_function(transfer *tr, int idx, const path *p)
 
         id = lua_upvalueid(F, idx, i);
         if (lua_rawgetp(T, T_UPV, id) == LUA_TFUNCTION) {
-            lua_rawgetp(T, T_UPVN, id);             /* T: [.., g, h, n] */
+            lua_rawgetp(T, T_UPVN, id); /* T: [.., g, h, n] */
             lua_upvaluejoin(T, g, i, -2, (int)lua_tointeger(T, -1));
             lua_pop(T, 2);
         } else {
@@ -452,16 +467,49 @@ static void copy(transfer *tr, int idx, const path *p)
 /* ------------------------------------------------------------- globals */
 
 /* Keys of a fresh standard state's globals, and "arg". */
-#define G(s) { s, sizeof s - 1 }
-static const struct { const char *s; size_t n; } std_globals[] = {
-    G("_G"), G("_VERSION"), G("arg"), G("assert"), G("collectgarbage"),
-    G("coroutine"), G("debug"), G("dofile"), G("error"), G("getmetatable"),
-    G("io"), G("ipairs"), G("load"), G("loadfile"), G("math"), G("next"),
-    G("os"), G("package"), G("pairs"), G("pcall"), G("print"),
-    G("rawequal"), G("rawget"), G("rawlen"), G("rawset"), G("require"),
-    G("select"), G("setmetatable"), G("string"), G("table"), G("tonumber"),
-    G("tostring"), G("type"), G("utf8"), G("warn"), G("xpcall")
-};
+#define G(s)            \
+    {                   \
+        s, sizeof s - 1 \
+    }
+static const struct {
+    const char *s;
+    size_t n;
+} std_globals[] = { G("_G"),
+                    G("_VERSION"),
+                    G("arg"),
+                    G("assert"),
+                    G("collectgarbage"),
+                    G("coroutine"),
+                    G("debug"),
+                    G("dofile"),
+                    G("error"),
+                    G("getmetatable"),
+                    G("io"),
+                    G("ipairs"),
+                    G("load"),
+                    G("loadfile"),
+                    G("math"),
+                    G("next"),
+                    G("os"),
+                    G("package"),
+                    G("pairs"),
+                    G("pcall"),
+                    G("print"),
+                    G("rawequal"),
+                    G("rawget"),
+                    G("rawlen"),
+                    G("rawset"),
+                    G("require"),
+                    G("select"),
+                    G("setmetatable"),
+                    G("string"),
+                    G("table"),
+                    G("tonumber"),
+                    G("tostring"),
+                    G("type"),
+                    G("utf8"),
+                    G("warn"),
+                    G("xpcall") };
 #undef G
 
 static int is_std_global(lua_State *F, int idx)
@@ -496,16 +544,16 @@ static int check(transfer *tr, int idx, int d)
     int t = lua_type(F, idx), ok = 1, i;
     const void *ptr;
 
-    if (t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER
-        || t == LUA_TSTRING)
+    if (t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER ||
+        t == LUA_TSTRING)
         return 1;
     if (t != LUA_TTABLE && t != LUA_TFUNCTION)
         return 0;
     ptr = lua_topointer(F, idx);
     if (ptr == tr->gptr || seen(T, T_MEMO, ptr) || seen(T, T_CHECK, ptr))
         return 1;
-    if (seen(T, T_MISSING, ptr) || d >= MAXDEPTH
-        || lua_iscfunction(F, idx) || !lua_checkstack(F, FSLOTS))
+    if (seen(T, T_MISSING, ptr) || d >= MAXDEPTH || lua_iscfunction(F, idx) ||
+        !lua_checkstack(F, FSLOTS))
         return 0;
     luaL_checkstack(T, TSLOTS, "transfer");
     lua_pushboolean(T, 1);
@@ -518,10 +566,10 @@ static int check(transfer *tr, int idx, int d)
         return ok;
     }
     lua_pushnil(F);
-    while (lua_next(F, idx)) {                      /* F: [.., k, v] */
+    while (lua_next(F, idx)) { /* F: [.., k, v] */
         i = lua_gettop(F);
         ok = check(tr, i - 1, d + 1) && check(tr, i, d + 1);
-        lua_pop(F, ok ? 1 : 2);                 /* on failure, the key too */
+        lua_pop(F, ok ? 1 : 2); /* on failure, the key too */
         if (!ok)
             return 0;
     }
@@ -541,12 +589,12 @@ static void copy_globals(transfer *tr)
 
     if (tr->globals_done)
         return;
-    tr->globals_done = 1;           /* first: globals reach _G again */
+    tr->globals_done = 1; /* first: globals reach _G again */
     if (!lua_checkstack(F, FSLOTS))
         fail(tr, &gp, ": stack overflow in the main state");
     luaL_checkstack(T, TSLOTS, "transfer");
     lua_pushnil(F);
-    while (lua_next(F, tr->fglobals)) {             /* F: [.., k, v] */
+    while (lua_next(F, tr->fglobals)) { /* F: [.., k, v] */
         const int k = lua_gettop(F) - 1;
         const path kp = { &gp, P_KEY, k, NULL }, vp = { &gp, P_FIELD, k, NULL };
 
@@ -562,7 +610,7 @@ static void copy_globals(transfer *tr)
         lua_pop(F, 1);
     }
     lua_pushnil(T);
-    lua_replace(T, T_CHECK);        /* let the last walk's table go */
+    lua_replace(T, T_CHECK); /* let the last walk's table go */
 }
 
 /* ---------------------------------------------------------- library map */
@@ -590,7 +638,7 @@ static void map_library(transfer *tr, const char *m, const char *k)
     const void *ptr = lua_topointer(F, -1);
 
     if (ptr == tr->gptr || seen(T, T_MEMO, ptr))
-        return;                     /* the first present path wins */
+        return; /* the first present path wins */
     if (!lua_isnil(T, -1)) {
         lua_pushvalue(T, -1);
         lua_rawsetp(T, T_MEMO, ptr);
@@ -620,10 +668,10 @@ static int is_ref(lua_State *F, int idx)
  * Lua data and functions, and is copied like the rest. */
 static int is_mapped_module(lua_State *F, int idx)
 {
-    static const char *const names[] = {
-        "_G", "string", "table", "math", "os", "io", "coroutine", "utf8",
-        "debug", "package", "consensus", NULL
-    };
+    static const char *const names[] = { "_G",        "string",    "table",
+                                         "math",      "os",        "io",
+                                         "coroutine", "utf8",      "debug",
+                                         "package",   "consensus", NULL };
     size_t len;
     const char *s = lua_tolstring(F, idx, &len);
     int i;
@@ -643,23 +691,23 @@ static void build_library_map(transfer *tr)
 
     for (pass = 1; tr->floaded && pass <= 2; pass++) {
         lua_pushnil(F);
-        while (lua_next(F, tr->floaded)) {          /* F: [.., M, mod] */
+        while (lua_next(F, tr->floaded)) { /* F: [.., M, mod] */
             if (lua_type(F, -2) != LUA_TSTRING || !is_ref(F, -1) ||
                 !is_mapped_module(F, -2)) {
                 lua_pop(F, 1);
                 continue;
             }
             lua_pushvalue(T, T_LOADED);
-            push_field(tr, -2);                     /* T: [loaded, tmod] */
+            push_field(tr, -2); /* T: [loaded, tmod] */
             if (pass == 1) {
                 map_library(tr, lua_tostring(F, -2), NULL);
             } else if (lua_istable(F, -1)) {
                 /* of _G, only the standard globals are library values */
                 isg = lua_topointer(F, -1) == tr->gptr;
                 lua_pushnil(F);
-                while (lua_next(F, -2)) {           /* F: [.., mod, K, v] */
-                    if (lua_type(F, -2) == LUA_TSTRING && is_ref(F, -1)
-                        && (!isg || is_std_global(F, -2))) {
+                while (lua_next(F, -2)) { /* F: [.., mod, K, v] */
+                    if (lua_type(F, -2) == LUA_TSTRING && is_ref(F, -1) &&
+                        (!isg || is_std_global(F, -2))) {
                         push_field(tr, -2);
                         map_library(tr, lua_tostring(F, -4),
                                     lua_tostring(F, -2));
@@ -683,13 +731,13 @@ static int transfer_main(lua_State *T)
     const path root = { NULL, P_ROOT, 0, tr->name };
 
     luaL_checkstack(T, 16, "transfer");
-    lua_createtable(T, 0, 256);                     /* T_MEMO */
-    lua_newtable(T);                                /* T_MISSING */
-    lua_newtable(T);                                /* T_UPV */
-    lua_newtable(T);                                /* T_UPVN */
+    lua_createtable(T, 0, 256); /* T_MEMO */
+    lua_newtable(T);            /* T_MISSING */
+    lua_newtable(T);            /* T_UPV */
+    lua_newtable(T);            /* T_UPVN */
     lua_rawgeti(T, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     lua_getfield(T, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_pushnil(T);                                 /* T_CHECK */
+    lua_pushnil(T); /* T_CHECK */
     build_library_map(tr);
     copy(tr, tr->root, &root);
     return 1;
@@ -764,7 +812,7 @@ done:
     if (!ok && lua_checkstack(from, 2)) {
         lua_pushcfunction(from, from_message);
         lua_pushlightuserdata(from, &tr);
-        lua_pcall(from, 1, 1, 0);   /* on failure, Lua's memory message */
+        lua_pcall(from, 1, 1, 0); /* on failure, Lua's memory message */
     }
     return ok;
 }

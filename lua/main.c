@@ -27,7 +27,7 @@ static int msghandler(lua_State *L)
         lua_getfield(L, 1, "exit");
         if (lua_isinteger(L, -1)) {
             lua_pop(L, 1);
-            return 1;               /* a usage error: keep the table */
+            return 1; /* a usage error: keep the table */
         }
         lua_pop(L, 1);
     }
