@@ -409,7 +409,15 @@ return function(M)
   function Sim:at(ms, fn)
     if type(ms) ~= "number" or ms < 0 then error("at: time must be a number >= 0 (ms)", 2) end
     if type(fn) ~= "function" then error("at: expected a function", 2) end
-    self.actions[#self.actions + 1] = { ms, fn }
+    if self.running then
+      -- from a running action: schedule it in the running simulation
+      if ms < self.box:_now() then error("at: that time is in the past", 2) end
+      local fns = self.fns
+      fns[#fns + 1] = function() fn(self) end
+      self.box:_at(ms, #fns)
+    else
+      self.actions[#self.actions + 1] = { ms, fn }
+    end
     return self
   end
 
@@ -612,6 +620,7 @@ return function(M)
       end
     end
     local fns = {}
+    self.fns = fns
     for i, a in ipairs(self.actions) do
       box:_at(a[1], i)
       local fn = a[2]
