@@ -71,10 +71,13 @@ local spec = {
   remove = { 0, "the server that --remove-at removes" },
   crash_leader_at = { -1, "ms: crash whichever server leads then (-1: off); --json gives election_ms" },
   restart_after = { 300, "ms a server crashed by --crash-leader-at stays down (-1: for good)" },
-  crash = { "none", "more crashes: 'ID@MS+DOWN,...'; ID: a node, 'leader' or 'follower' (the next one up after the leader); +DOWN omitted: for good" },
-  scenario = { "none", "fault scenario: none, churn (random crashes and partitions), storm (two candidates per term; the voters restart after voting), figure8 (the paper's Figure 8; 5 nodes)" },
+  crash = { "none", "more crashes: 'ID@MS+DOWN,...'; ID: a node, 'leader' or 'follower' "
+    .. "(the next one up after the leader); +DOWN omitted: for good" },
+  scenario = { "none", "fault scenario: none, churn (random crashes and partitions), storm (two "
+    .. "candidates per term; the voters restart after voting), figure8 (the paper's Figure 8; 5 nodes)" },
   faults_until = { 3000, "ms: the scenarios stop making faults (and heal) then" },
-  bound = { 0, "ms after the last fault within which every live server must apply everything (0: 20 x the maximum election timeout)" },
+  bound = { 0, "ms after the last fault within which every live server must apply everything "
+    .. "(0: 20 x the maximum election timeout)" },
 }
 for name, v in pairs(variant.defaults or {}) do spec[name][1] = v end
 
@@ -823,12 +826,12 @@ if SCENARIO == "churn" then
           event(s, "crash server %d for %d ms", pick, len // 4)
         end
       else
-        local group, rest = { l.id }, {}
+        local group = { l.id }
         local ids = others { [l.id] = true }
         for i = 1, size do group[#group + 1] = ids[(pick + i) % #ids + 1] end
         local in_group = {}
         for _, id in ipairs(group) do in_group[id] = true end
-        rest = others(in_group)
+        local rest = others(in_group)
         s:partition(group, rest)
         event(s, "partition {%s} | {%s} for %d ms", concat(group, ","), concat(rest, ","), len)
       end

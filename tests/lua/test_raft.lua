@@ -129,7 +129,8 @@ t.cases {
     t.has(out, "committed log (first commit, servers that applied the entry):")
     t.has(out, '"req1: add 76"')
     t.has(out, "applied: 5 of 5 live servers applied all 10 requests")
-    t.has(out, "checks: state machine safety (agreement) OK, election safety (uniqueness) OK, validity OK, termination OK")
+    t.has(out, "checks: state machine safety (agreement) OK, election safety (uniqueness) OK, "
+      .. "validity OK, termination OK")
     t.has(out, "seed 2; replay: consensus-lua scripts/raft.lua")
   end },
 
