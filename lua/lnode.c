@@ -46,7 +46,7 @@ enum {
     S_TOP = S_NAMETAG
 };
 
-#define HOOK_EVERY 1000 /* VM instructions between budget checks */
+#define HOOK_EVERY 10000 /* VM instructions between budget checks */
 
 /* Node methods and stand-ins are closures over their node. */
 static lcs_node *checknode(lua_State *L)
