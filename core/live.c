@@ -613,25 +613,9 @@ int cs__live_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
     return CS_OK;
 }
 
-int cs__live_record(cs_sim *sim, uint32_t node, int type, int kind,
-                    int64_t slot, const void *data, size_t len)
+int cs__live_record(cs_sim *sim, record *r)
 {
-    record r;
-
-    memset(&r, 0, sizeof r);
-    r.node = node;
-    r.type = type;
-    r.kind = kind;
-    r.slot = slot;
-    r.len = len;
-    if ((r.data = cs_malloc(len)) == NULL) {
-        cs__sim_err(sim, CS_ENOMEM);
-        return CS_ENOMEM;
-    }
-    if (len > 0) {
-        memcpy(r.data, data, len);
-    }
-    return push_rec(sim->live, &r);
+    return push_rec(sim->live, r);
 }
 
 /* ------------------------------------------------------------- the run */

@@ -625,12 +625,7 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
     if (node >= sim->cfg.nodes) {
         return CS_EINVAL;
     }
-    if (sim->live != NULL) { /* live mode: to the main thread */
-        return cs__live_record(sim, node, type, kind, slot, data, len);
-    }
-    n = &sim->nodes[node];
-    r.at = n->now;
-    r.seq = n->seq++;
+    memset(&r, 0, sizeof r);
     r.node = node;
     r.type = type;
     r.kind = kind;
@@ -643,6 +638,13 @@ static int add_record(cs_sim *sim, uint32_t node, int type, int kind,
     if (len > 0) {
         memcpy(r.data, data, len);
     }
+    if (sim->live != NULL) { /* live mode: to the main thread, which stamps
+                                it; it owns r.data from here */
+        return cs__live_record(sim, &r);
+    }
+    n = &sim->nodes[node];
+    r.at = n->now;
+    r.seq = n->seq++;
     if ((rc = cs__vec_push(&n->recs, &r, sizeof r)) != CS_OK) {
         cs_free(r.data);
         cs__sim_err(sim, rc);

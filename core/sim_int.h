@@ -155,8 +155,8 @@ void cs__live_unlock_faults(cs_sim *sim);
  * decision, claim, output) queued for the main thread.  The node's own
  * thread.  Same contracts as cs_sim_send and add_record. */
 int cs__live_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg);
-int cs__live_record(cs_sim *sim, uint32_t node, int type, int kind,
-                    int64_t slot, const void *data, size_t len);
+/* Takes over r->data; stamps the record's time and order. */
+int cs__live_record(cs_sim *sim, record *r);
 
 /* barrier.c */
 /* Move sends into destination heaps and hand the window's records to the

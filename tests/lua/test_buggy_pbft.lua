@@ -23,11 +23,7 @@ local function run(script, args)
   return t.host_run(script, table.unpack(words(args)))
 end
 
-local function field(json, name)
-  local v = json:match('"' .. name .. '":([^,}%]]+)')
-  assert(v, "no field '" .. name .. "' in " .. json)
-  return v
-end
+local field = t.field
 
 local ATTACKS = {
   { "equivocate", "--nodes 7 --attack equivocate --byzantine 0,1" },

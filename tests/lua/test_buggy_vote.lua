@@ -21,11 +21,7 @@ local function args_with(seed, ...)
   return a
 end
 
-local function field(json, name)
-  local v = json:match('"' .. name .. '":([^,}%]]+)')
-  assert(v, "no field '" .. name .. "' in " .. json)
-  return v
-end
+local field = t.field
 
 local caught         -- the first seed whose run the checker flags
 

@@ -11,11 +11,7 @@ local function run(...)
   return t.host_run(SCRIPT, ...)
 end
 
-local function field(json, name)
-  local v = json:match('"' .. name .. '":([^,}%]]+)')
-  assert(v, "no field '" .. name .. "' in " .. json)
-  return v
-end
+local field = t.field
 
 -- Run (human report); assert every honest node got the rumour.  Returns
 -- the report and the number of rounds it took.

@@ -8,11 +8,7 @@
 local t = require "testlib"
 
 -- A scalar field of a one-line JSON report.
-local function field(json, name)
-  local v = json:match('"' .. name .. '":([^,}%]]+)')
-  assert(v, "no field '" .. name .. "' in " .. json)
-  return v
-end
+local field = t.field
 
 -- Run a script live with --json; every check must hold.
 local function ok_live(script, ...)

@@ -23,11 +23,7 @@ local function run(args)
   return t.host_run(SCRIPT, table.unpack(words(args)))
 end
 
-local function field(json, name)
-  local v = json:match('"' .. name .. '":([^,}%]]+)')
-  assert(v, "no field '" .. name .. "' in " .. json)
-  return v
-end
+local field = t.field
 
 local function view_changes(json)
   return tonumber(json:match('"view_changes":(%d+)') or "0")

@@ -16,11 +16,7 @@ local function run(...)
   return t.host_run(SCRIPT, ...)
 end
 
-local function field(json, name)
-  local v = json:match('"' .. name .. '":([^,}%]]+)')
-  assert(v, "no field '" .. name .. "' in " .. json)
-  return v
-end
+local field = t.field
 
 local function num(json, name) return tonumber(field(json, name)) end
 

@@ -13,11 +13,7 @@ local function run(...)
 end
 
 -- A scalar field of a one-line JSON report.
-local function field(json, name)
-  local v = json:match('"' .. name .. '":([^,}%]]+)')
-  assert(v, "no field '" .. name .. "' in " .. json)
-  return v
-end
+local field = t.field
 
 -- Run with args (a list) and --json; assert every check holds.
 local function ok_run(args)

@@ -86,6 +86,14 @@ function M.cases(list)
   os.exit(failed > 0 and 1 or 0)
 end
 
+-- The raw text of a scalar field of a JSON line ("true", "3", "\"x\"");
+-- fails the test when the field is missing.
+function M.field(json, name)
+  local v = json:match('"' .. name .. '":([^,}%]]+)')
+  assert(v, "no field '" .. name .. "' in " .. json)
+  return v
+end
+
 -- Drop the "threads":N field, the only one that names the thread count.
 function M.strip_threads(json)
   return (json:gsub('"threads":%d+,', ""))
