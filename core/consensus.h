@@ -185,6 +185,8 @@ typedef struct cs_sim_config {
     int trace;             /* deliver cs_trace_rec to callbacks.trace */
     int live;              /* wall-clock mode: a thread per node (see
                                    core/live.c); not reproducible */
+    int fifo; /* links deliver in send order: no message overtakes an
+                 earlier one on its link (simulated runs) */
 } cs_sim_config;
 
 /* What happens to a message that arrives at a full inbox (inbox_cap

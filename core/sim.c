@@ -193,6 +193,7 @@ void cs_sim_free(cs_sim *sim)
             cs_free(n->blocked.p);
             cs_free(n->recs.p);
             cs_free(n->tgen);
+            cs_free(n->last_arrival);
         }
     }
     cs__free_recs(&sim->extra);
@@ -415,6 +416,21 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     int rc;
 
     ev.at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
+    if (sim->cfg.fifo) {
+        /* FIFO links: never before the link's previous message (equal
+         * times keep send order through seq).  One array per sender, made
+         * on its first send: n x n only for runs that ask for it. */
+        if (n->last_arrival == NULL &&
+            (n->last_arrival =
+                 cs_calloc(sim->cfg.nodes, sizeof *n->last_arrival)) == NULL) {
+            cs__sim_err(sim, CS_ENOMEM);
+            return CS_ENOMEM;
+        }
+        if (ev.at < n->last_arrival[to]) {
+            ev.at = n->last_arrival[to];
+        }
+        n->last_arrival[to] = ev.at;
+    }
     ev.seq = n->seq++;
     ev.src = from;
     ev.dst = to;

@@ -49,10 +49,11 @@ typedef struct node_rt {
     cs_time paused_until; /* events before this wait for it */
     cs_time skew;         /* local clock = now + skew + drift * now */
     double drift;
-    cs_rng brng;          /* the barrier's draws for this node */
-    cs_time stuck_at;     /* the instant of the last events ... */
-    uint32_t stuck_count; /* ... and how many came at it */
-    cs_stats st;          /* this node's share of the counters */
+    cs_rng brng;           /* the barrier's draws for this node */
+    cs_time *last_arrival; /* with cfg.fifo: per destination, lazily */
+    cs_time stuck_at;      /* the instant of the last events ... */
+    uint32_t stuck_count;  /* ... and how many came at it */
+    cs_stats st;           /* this node's share of the counters */
     unsigned char byz, failed, down;
 } node_rt;
 

@@ -115,7 +115,9 @@ static int l_newsim(lua_State *L)
     cfg.trace = lua_toboolean(L, -1);
     lua_getfield(L, 1, "live");
     cfg.live = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_getfield(L, 1, "fifo");
+    cfg.fifo = lua_toboolean(L, -1);
+    lua_pop(L, 3);
     if (lua_getfield(L, 1, "latency") == LUA_TTABLE) {
         cfg.net.latency.kind = (int)field_num(L, -1, "kind", 0);
         cfg.net.latency.a = field_num(L, -1, "a", 10) * 1000;

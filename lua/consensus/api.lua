@@ -200,6 +200,7 @@ return function(M)
       s.allow = s.allow | bits[name]
     end
     s.live = cfg.live or o.live or false
+    s.fifo = cfg.fifo or o.fifo or false
     s.data_dir = cfg.data_dir or o.data_dir
     s.protocols, s.byz, s.actions, s.setup = {}, {}, {}, {}
     return s
@@ -583,7 +584,7 @@ return function(M)
       stop_when_decided = opts.stop_when_decided ~= false,
       strict = self.strict, budget = self.budget, memory = self.memory,
       max_msg = self.max_msg, inbox = self.inbox, overflow = self.overflow,
-      allow = self.allow,
+      allow = self.allow, fifo = self.fifo,
       trace = (self.trace or M.options().svg or M.options().shiviz) ~= nil,
       live = self.live,
     }

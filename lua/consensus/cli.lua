@@ -51,6 +51,7 @@ M.HOST = {
   { "max_msg", "BYTES", "int", "size cap of one message", 1048576 },
   { "inbox", "N", "int", "messages pending per node (0: no cap)", 0 },
   { "live", nil, "flag", "run in wall-clock time, a thread per node (not reproducible)" },
+  { "fifo", nil, "flag", "links deliver in send order (no overtaking on a link)" },
   { "allow", "LIBS", "string", "give node states io, os or debug on purpose, e.g. io,os" },
   { "json", nil, "flag", "print one JSON object per run instead of the report" },
   { "quiet", nil, "flag", "print no report (the exit status still tells)" },

@@ -121,6 +121,29 @@ local cases = {
     t.eq(r.drops.loss, n, "loss counted")
   end },
 
+  { "fifo links: jitter reorders messages, fifo keeps each link in order", function()
+    local function run(fifo)
+      local sim = consensus.sim { nodes = 2, network = { latency = "uniform:1:20" }, fifo = fifo }
+      sim:spawn {
+        start = function(node)
+          if node.id == 0 then for i = 1, 50 do node:send(1, { type = "N", i = i }) end end
+        end,
+        receive = function(node, msg) node:note(msg.i) end,
+      }
+      local r = sim:run { stop_when_decided = false }
+      local inversions = 0
+      for k = 2, #r.notes do
+        if r.notes[k].value < r.notes[k - 1].value then inversions = inversions + 1 end
+      end
+      return inversions, #r.notes
+    end
+    local jitter, n1 = run(false)
+    local fifo, n2 = run(true)
+    t.eq(n1, 50, "all arrive"); t.eq(n2, 50, "all arrive with fifo")
+    assert(jitter > 0, "jitter reorders without fifo")
+    t.eq(fifo, 0, "no overtaking with fifo")
+  end },
+
   { "a duplicated message arrives twice", function()
     local sim = consensus.sim { nodes = 2, network = { latency = 1, duplicate = 1 } }
     sim:spawn(pinger(5, 30))
