@@ -23,7 +23,13 @@ local consensus = require "consensus"
 
 local opts = consensus.options({
   timeout = { 100, "ms a node waits for a round before the next leader retries" },
+  collect = { "all", "where votes go: all (every node counts them, n^2 messages) or "
+    .. "leader (the leader counts and announces the commit, 3n messages)" },
 }, { nodes = 5, faulty = 1 })
+if opts.collect ~= "all" and opts.collect ~= "leader" then
+  consensus.usage_error("--collect must be all or leader")
+end
+local TO_LEADER = opts.collect == "leader"
 
 local ROUNDS = opts.rounds
 local FIRST_VALUE = 42
@@ -80,6 +86,18 @@ function Vote.start(node)
   begin_attempt(node)
 end
 
+-- The value commits at this node: decide and go on to the next round.
+local function commit(node, value)
+  node:decide(value, node.round)
+  if node.round == ROUNDS then
+    node:cancel_timer("round")
+    node.gave_up = true     -- done: ignore the rest
+    return
+  end
+  node.round, node.attempt = node.round + 1, 0
+  begin_attempt(node)
+end
+
 function Vote.receive(node, msg, from)
   if node.gave_up or msg.round ~= node.round then return end
   if msg.type == "PROPOSE" then
@@ -88,8 +106,13 @@ function Vote.receive(node, msg, from)
     if from ~= node.id then
       node:note { round = msg.round, attempt = msg.attempt, kind = "vote", yes = yes }
     end
-    node:broadcast { type = "VOTE", round = msg.round, attempt = msg.attempt,
-                     value = msg.value, yes = yes }
+    local vote = { type = "VOTE", round = msg.round, attempt = msg.attempt,
+                   value = msg.value, yes = yes }
+    if TO_LEADER then node:send(from, vote) else node:broadcast(vote) end
+  elseif msg.type == "COMMIT" and msg.attempt == node.attempt then
+    -- --collect leader: the leader saw the quorum (a crash-fault shortcut:
+    -- a Byzantine leader could lie here).
+    commit(node, msg.value)
   elseif msg.type == "VOTE" and msg.attempt == node.attempt then
     -- YES votes count per value: a vote for another value (a lie) can
     -- never complete the quorum of the proposal.
@@ -102,14 +125,11 @@ function Vote.receive(node, msg, from)
       node.no = node.no + 1
     end
     if yes == quorum(node.n) then
-      node:decide(msg.value, node.round)
-      if node.round == ROUNDS then
-        node:cancel_timer("round")
-        node.gave_up = true     -- done: ignore the rest
-        return
+      if TO_LEADER then
+        node:broadcast({ type = "COMMIT", round = node.round, attempt = node.attempt,
+                         value = msg.value }, false)
       end
-      node.round, node.attempt = node.round + 1, 0
-      begin_attempt(node)
+      commit(node, msg.value)
     elseif node.votes == node.n then
       next_attempt(node)        -- every vote is in and the quorum is not
     end
