@@ -955,7 +955,10 @@ static int l_run(lua_State *L)
         nd->f = box->f;
         nd->lim = &run->lim;
         if (lcs_node_open(nd) != CS_OK) {
-            return luaL_error(L, "run: out of memory creating node %d", (int)i);
+            return luaL_error(L,
+                              "run: cannot create node %d: out of memory "
+                              "(is --memory too small for a node state?)",
+                              (int)i);
         }
         if (lua_rawgeti(L, 2, (lua_Integer)i) != LUA_TTABLE) {
             return luaL_error(L,

@@ -644,6 +644,13 @@ return function(M)
     self.running = false
     if not ok then
       if viz and not self.trace then os_remove(trace_path) end
+      -- A file or directory that cannot be used, or a memory cap too small
+      -- for a node state, is the user's input: one line, exit status 2.
+      local text = tostring(r)
+      if text:find("^cannot write trace file") or text:find("^data directory")
+          or text:find("^run: cannot create node") then
+        cli.usage_error(text)
+      end
       error(r, 0)
     end
     if r.action_error then
