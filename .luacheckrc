@@ -12,7 +12,7 @@ max_line_length = 120
 unused_args = false
 
 -- Library modules end their header with `local _ENV = nil` to catch stray
--- globals (STYLE.md): that local is never read, on purpose.  And
+-- globals (the project style): that local is never read, on purpose.  And
 -- `not (x > 0)` is the NaN-safe way to reject a bad number (581).
 ignore = { "211/_ENV", "581" }
 
