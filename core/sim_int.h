@@ -129,6 +129,12 @@ void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
                        uint32_t peer, uint32_t src, uint64_t id,
                        const cs_msg *msg, int reason, cs_time arg);
 
+/* Schedule an action (user or node fault); CS_ENOMEM. */
+int cs__sim_push_action(cs_sim *sim, const action *act);
+
+/* inject.c: a node fault taking effect (main thread, workers idle). */
+int cs__sim_node_fault(cs_sim *sim, const action *a);
+
 /* pool.c: the worker threads. */
 int cs__pool_start(cs_sim *sim);
 void cs__pool_stop(cs_sim *sim);
