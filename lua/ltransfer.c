@@ -639,7 +639,9 @@ static void map_library(transfer *tr, const char *m, const char *k)
 
     if (ptr == tr->gptr || seen(T, T_MEMO, ptr))
         return; /* the first present path wins */
-    if (!lua_isnil(T, -1)) {
+    /* A path whose value in 'to' is of another type (a script put data
+     * where a library function was) is missing, not mapped. */
+    if (!lua_isnil(T, -1) && lua_type(T, -1) == lua_type(F, -1)) {
         lua_pushvalue(T, -1);
         lua_rawsetp(T, T_MEMO, ptr);
     } else if (!seen(T, T_MISSING, ptr)) {
