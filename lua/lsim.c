@@ -323,6 +323,15 @@ static cs_time check_at(lua_State *L, simbox *box, int idx)
     return t;
 }
 
+/* A node fault the core refused: in a live run (CS_EINVAL), or out of
+ * memory. */
+static int fault_error(lua_State *L, const char *what, int rc)
+{
+    return luaL_error(L, "%s: %s", what,
+                      rc == CS_EINVAL ? "not supported in a live run"
+                                      : cs_strerror(rc));
+}
+
 static int l_crash(lua_State *L)
 {
     simbox *box = checkbox(L);
@@ -332,9 +341,7 @@ static int l_crash(lua_State *L)
     int rc;
 
     if ((rc = cs_sim_crash(box->sim, id, at, flags)) != CS_OK) {
-        return luaL_error(L, "crash: %s",
-                          rc == CS_EINVAL ? "not supported in a live run"
-                                          : cs_strerror(rc));
+        return fault_error(L, "crash", rc);
     }
     return 0;
 }
@@ -346,9 +353,7 @@ static int l_restart(lua_State *L)
     int rc;
 
     if ((rc = cs_sim_restart(box->sim, id, check_at(L, box, 3))) != CS_OK) {
-        return luaL_error(L, "restart: %s",
-                          rc == CS_EINVAL ? "not supported in a live run"
-                                          : cs_strerror(rc));
+        return fault_error(L, "restart", rc);
     }
     return 0;
 }
@@ -364,9 +369,7 @@ static int l_pause(lua_State *L)
     luaL_argcheck(L, ms >= 0 && ms < 9e12, 4, "duration must be >= 0 ms");
     if ((rc = cs_sim_pause(box->sim, id, at, (cs_time)llround(ms * 1000))) !=
         CS_OK) {
-        return luaL_error(L, "pause: %s",
-                          rc == CS_EINVAL ? "not supported in a live run"
-                                          : cs_strerror(rc));
+        return fault_error(L, "pause", rc);
     }
     return 0;
 }

@@ -245,14 +245,7 @@ local function print_report(r)
   if (c.rejected or 0) > 0 then
     say("rejected: %d altered rumour%s (bad checksum)", c.rejected, c.rejected == 1 and "" or "s")
   end
-  local function ok(b) return b and "OK" or "VIOLATED" end
-  say("checks: agreement %s, validity %s, termination %s", ok(r.agreement),
-    ok(r.validity), r.termination and "OK" or "NOT REACHED")
-  for _, l in ipairs(r:violation_lines()) do say("%s", l) end
-  if #r.errors > 0 then
-    say("errors: %d handler error%s (nodes %s failed)", #r.errors,
-      #r.errors == 1 and "" or "s", table.concat(r.failed, ", "))
-  end
+  for _, l in ipairs(r:check_lines()) do say("%s", l) end
   say("seed %d; replay: %s", r.seed, r.replay)
   io.stdout:write(table.concat(out, "\n"), "\n")
   return true

@@ -725,6 +725,25 @@ return function(M)
     return out
   end
 
+  -- The checks line, one line per violation and the handler errors, for
+  -- the summary and for scripts with a report of their own.  'color'
+  -- (text, kind) -> text is optional.
+  function Report:check_lines(color)
+    color = color or function(text) return text end
+    local L = {}
+    local function ok(b) return b and color("OK", "ok") or color("VIOLATED", "bad") end
+    L[1] = format("checks: agreement %s, validity %s, termination %s%s",
+      ok(self.agreement), ok(self.validity),
+      self.termination and color("OK", "ok") or color("NOT REACHED", "warn"),
+      self.uniqueness and "" or (", uniqueness " .. ok(false)))
+    for _, l in ipairs(self:violation_lines()) do L[#L + 1] = color(l, "bad") end
+    if #self.errors > 0 then
+      L[#L + 1] = format("errors: %d handler error%s (nodes %s failed)", #self.errors,
+        #self.errors == 1 and "" or "s", concat(self.failed, ", "))
+    end
+    return L
+  end
+
   function Report:summary()
     local L = {}
     L[#L + 1] = format("=== %s ===", self.name or self.script or "consensus-lua")
@@ -758,17 +777,7 @@ return function(M)
     end
     L[#L + 1] = format("decided: %d of %d honest nodes decided %d slot%s",
       self.decided, self.honest, self.slots, self.slots == 1 and "" or "s")
-    local color = require("consensus.viz").color
-    local function ok(b) return b and color("OK", "ok") or color("VIOLATED", "bad") end
-    L[#L + 1] = format("checks: agreement %s, validity %s, termination %s%s",
-      ok(self.agreement), ok(self.validity),
-      self.termination and color("OK", "ok") or color("NOT REACHED", "warn"),
-      self.uniqueness and "" or (", uniqueness " .. ok(false)))
-    for _, l in ipairs(self:violation_lines()) do L[#L + 1] = color(l, "bad") end
-    if #self.errors > 0 then
-      L[#L + 1] = format("errors: %d handler error%s (nodes %s failed)", #self.errors,
-        #self.errors == 1 and "" or "s", concat(self.failed, ", "))
-    end
+    for _, l in ipairs(self:check_lines(require("consensus.viz").color)) do L[#L + 1] = l end
     L[#L + 1] = "replay: " .. self.replay
     return concat(L, "\n") .. "\n"
   end
