@@ -359,12 +359,12 @@ local function execute(node)
 end
 
 -- Move (v, s, d) forward: prepared -> COMMIT; q COMMITs -> execute.
-local function progress(node, s, v, d)
-  local e = node.log[s]
-  local ve = e and e.views[v]
-  if not ve then return end
+-- e = log[s] and ve = its view v (the PREPARE and COMMIT handlers have them
+-- at hand; progress() below looks them up).  This runs for every PREPARE
+-- and COMMIT: once COMMIT is sent, the first test settles the first rule.
+local function advance(node, e, ve, s, v, d)
   local q = node.q
-  if v == node.view and not node.in_vc and ve.pp_d == d and not ve.commit_sent
+  if not ve.commit_sent and ve.pp_d == d and v == node.view and not node.in_vc
       and (ve.np[d] or 0) >= q - 1 then
     ve.commit_sent = true
     local by = {}
@@ -385,6 +385,12 @@ local function progress(node, s, v, d)
     e.exec_d, e.exec_v = d, v
     if e.batches[d] then execute(node) else arm_fetch(node) end
   end
+end
+
+local function progress(node, s, v, d)
+  local e = node.log[s]
+  local ve = e and e.views[v]
+  if ve then advance(node, e, ve, s, v, d) end
 end
 
 -- A backup accepts the PRE-PREPARE (v, s, d) already in its log.
@@ -950,23 +956,43 @@ end
 -- What seq s lacks, per (v, d): the batch, when f+1 replicas vouch for
 -- one we never got (or q committed it), or the commit certificate, when
 -- f+1 COMMITs came but not q (a replica the primary ignores, or one alone
--- in a view change, catches up so).  Digests in sender order: never
--- pairs() over strings.
+-- in a view change, catches up so).
+local function lacking(node, e, ve, d)
+  local nc = ve.nc[d] or 0
+  return (not e.batches[d] and ((ve.np[d] or 0) + nc >= node.fq + 1 or e.exec_d == d))
+      or (e.exec_d == nil and nc >= node.fq + 1)
+end
+
+-- The digests of the PREPAREs and COMMITs received for (s, v) are the
+-- keys of ve.np and ve.nc: the first one, and whether it is the only one.
+-- pairs() visits them in no fixed order, but neither answer depends on it.
+local function only_digest(ve)
+  local one = next(ve.np) or next(ve.nc)
+  for d in pairs(ve.np) do if d ~= one then return one, false end end
+  for d in pairs(ve.nc) do if d ~= one then return one, false end end
+  return one, true
+end
+
+-- What seq s lacks, as { v, d, ve }.  Several digests go in the order of
+-- their senders (PREPAREs from replica 0 up, then COMMITs), never in
+-- pairs() order: the FETCHes they make must not depend on it.  The scan
+-- over the 2n senders is needed only then; in the normal case all agree
+-- on one digest (the fetch timer runs about once per sequence number).
 local function lacks(node, e)
   local out = {}
   for v = e.vmin, e.vmax do
     local ve = e.views[v]
-    if ve then
+    local one, only
+    if ve then one, only = only_digest(ve) end
+    if one and only then
+      if lacking(node, e, ve, one) then out[#out + 1] = { v, one, ve } end
+    elseif one then
       local seen = {}
       for x = 0, 2 * node.n - 1 do
         local d = x < node.n and ve.prepares[x] or ve.commits[x - node.n]
         if d and not seen[d] then
           seen[d] = true
-          local nc = ve.nc[d] or 0
-          if (not e.batches[d] and ((ve.np[d] or 0) + nc >= node.fq + 1 or e.exec_d == d))
-              or (e.exec_d == nil and nc >= node.fq + 1) then
-            out[#out + 1] = { v, d, ve }
-          end
+          if lacking(node, e, ve, d) then out[#out + 1] = { v, d, ve } end
         end
       end
     end
@@ -1042,8 +1068,8 @@ end
 
 ---------------------------------------------------------------- dispatch
 
--- (v, s, d) well formed, v not too far ahead, s in the window (inlined:
--- this runs for every PREPARE and COMMIT)
+-- (v, s, d) well formed, v not too far ahead, s in the window (in_window,
+-- inlined).  The PREPARE and COMMIT handlers spell these checks out again.
 local function ok_normal(node, v, s, d)
   if math_type(v) ~= "integer" or math_type(s) ~= "integer" or type(d) ~= "string"
       or v < 0 or v > node.view + AHEAD then
@@ -1082,30 +1108,55 @@ handle["PRE-PREPARE"] = function(node, msg, from)
   end
 end
 
+-- PREPARE and COMMIT are nearly all the messages, about 2n^2 per sequence
+-- number (the rest is O(n)), so their handlers are the hot path of a
+-- large run: a constant amount of work per message, no table built, and
+-- few calls (each costs more than a line of checks; ok_normal is written
+-- out, and entry() and view_entry() run only for the first message of an
+-- (s, v)).
 handle["PREPARE"] = function(node, msg, from)
   local v, s, d = msg.v, msg.n, msg.d
+  -- ok_normal(node, v, s, d)
+  if math_type(v) ~= "integer" or math_type(s) ~= "integer" or type(d) ~= "string"
+      or v < 0 or v > node.view + AHEAD then
+    return
+  end
+  local h, x = node.h, node.last_exec
+  if not (s > (h < x and h or x) and s <= h + L) then return end
   -- the primary sends no PREPARE: one from it is void
-  if not ok_normal(node, v, s, d) or v < node.view or from == v % node.n then return end
-  local e = entry(node, s)
-  local ve = view_entry(e, v)
-  if ve.prepares[from] then return end
-  ve.prepares[from] = d
-  ve.np[d] = (ve.np[d] or 0) + 1
-  if ve.np[d] == node.fq + 1 and not e.batches[d] then arm_fetch(node) end
-  progress(node, s, v, d)
+  if v < node.view or from == v % node.n then return end
+  local e = node.log[s] or entry(node, s)
+  local ve = e.views[v] or view_entry(e, v)
+  local prepares = ve.prepares
+  if prepares[from] then return end
+  prepares[from] = d
+  local np = ve.np
+  local count = (np[d] or 0) + 1
+  np[d] = count
+  if count == node.fq + 1 and not e.batches[d] then arm_fetch(node) end
+  advance(node, e, ve, s, v, d)
 end
 
 handle["COMMIT"] = function(node, msg, from)
   local v, s, d = msg.v, msg.n, msg.d
-  -- a quorum of COMMITs is final in any view, an old one included
-  if not ok_normal(node, v, s, d) then return end
-  local e = entry(node, s)
-  local ve = view_entry(e, v)
-  if ve.commits[from] then return end
-  ve.commits[from] = d
-  ve.nc[d] = (ve.nc[d] or 0) + 1
-  if ve.nc[d] == node.fq + 1 then arm_fetch(node) end
-  progress(node, s, v, d)
+  -- ok_normal(node, v, s, d); a quorum of COMMITs is final in any view,
+  -- an old one included
+  if math_type(v) ~= "integer" or math_type(s) ~= "integer" or type(d) ~= "string"
+      or v < 0 or v > node.view + AHEAD then
+    return
+  end
+  local h, x = node.h, node.last_exec
+  if not (s > (h < x and h or x) and s <= h + L) then return end
+  local e = node.log[s] or entry(node, s)
+  local ve = e.views[v] or view_entry(e, v)
+  local commits = ve.commits
+  if commits[from] then return end
+  commits[from] = d
+  local nc = ve.nc
+  local count = (nc[d] or 0) + 1
+  nc[d] = count
+  if count == node.fq + 1 then arm_fetch(node) end
+  advance(node, e, ve, s, v, d)
 end
 
 handle["CHECKPOINT"] = function(node, msg, from)
@@ -1188,10 +1239,11 @@ end
 
 function Pbft.receive(node, msg, from)
   if type(msg) ~= "table" then return end
-  local h = handle[msg.type]
+  local ty = msg.type
+  local h = handle[ty]
   if not h then return end
   -- the signature: a replica's message names its sender
-  if msg.type ~= "REQUEST" and msg.i ~= from then return end
+  if ty ~= "REQUEST" and msg.i ~= from then return end
   h(node, msg, from)
 end
 
