@@ -15,6 +15,10 @@
 --
 --   consensus-lua bench/allvote.lua --nodes 64 --rounds 20 --threads 1
 --
+-- --args runs the same workload with positional messages: node:post_all
+-- and post_others("VOTE", r, v, true) and handlers in P.on, so no message
+-- table is built on either side.  The counts are the same.
+--
 -- The last line is
 --   messages=M decisions=D msgs_per_s=X
 -- (M delivered messages, D decisions, X = M / wall seconds of sim:run); the
@@ -25,6 +29,7 @@ local consensus = require "consensus"
 
 local opts = consensus.options({
   gap = { 1, "ms the leader waits after deciding before the next round" },
+  args = { false, "positional messages (node:post_all and P.on) instead of tables" },
 }, { nodes = 64, rounds = 10 })
 
 local N, ROUNDS, GAP = opts.nodes, opts.rounds, opts.gap
@@ -83,9 +88,46 @@ function AllVote.timer(node, name)
   if name == "next" then begin_round(node, node.round + 1) end
 end
 
+-- The same protocol with positional messages: VOTE(round, value, yes)
+-- and PROPOSE(round, value).
+local ArgsVote = { on = {} }
+
+local function begin_round_args(node, r)
+  local v = 1000 + r
+  node.round = r
+  node:propose(v, r)
+  node:post_others("PROPOSE", r, v)
+  node:post_all("VOTE", r, v, true)
+end
+
+function ArgsVote.start(node)
+  node.votes = {}
+  node.quorum = 2 * node.n // 3 + 1
+  if node.id == 0 then begin_round_args(node, 1) end
+end
+
+function ArgsVote.on.VOTE(node, _, r, value, yes)
+  if not yes or value ~= 1000 + r then return end
+  local votes = node.votes
+  local c = (votes[r] or 0) + 1
+  votes[r] = c < node.n and c or nil
+  if c == node.quorum then
+    node:decide(value, r)
+    if node.id == 0 and r < ROUNDS then node:set_timer("next", GAP) end
+  end
+end
+
+function ArgsVote.on.PROPOSE(node, _, r, value)
+  node:post_all("VOTE", r, value, true)
+end
+
+function ArgsVote.timer(node, name)
+  if name == "next" then begin_round_args(node, node.round + 1) end
+end
+
 local sim = consensus.sim { name = "allvote", network = { latency = 1 },
                             slots = ROUNDS }
-sim:spawn(AllVote)
+sim:spawn(opts.args and ArgsVote or AllVote)
 local _, rss0 = peak_rss_kib()
 local c0, w0 = os.clock(), wall()
 local report = sim:run { slots = ROUNDS, until_ms = ROUNDS * (GAP + 2) + 10 }
@@ -100,9 +142,9 @@ local ok = report.delivered == expect_msgs and report.messages == expect_msgs
            and decisions == expect_dec and report.status == 0
 
 print(string.format("allvote: nodes=%d rounds=%d threads=%d wall_s=%.4f cpu_s=%.4f "
-  .. "vmhwm_kib=%d rss_before_kib=%d kib_per_node=%.1f sim_ms=%g status=%d",
+  .. "vmhwm_kib=%d rss_before_kib=%d kib_per_node=%.1f sim_ms=%g status=%d%s",
   N, ROUNDS, report.threads, secs, c1 - c0, hwm, rss0, hwm / N,
-  report.sim_time_ms, report.status))
+  report.sim_time_ms, report.status, opts.args and " args" or ""))
 if not ok then
   io.stderr:write(string.format("allvote: expected %d messages and %d decisions, "
     .. "got %d sent, %d delivered, %d decisions (status %d)\n", expect_msgs,

@@ -20,12 +20,17 @@
  *   0xc5       a longer string: uv length, then the bytes
  *   0xc6       a table: uv narr, uv nrec, then narr values (t[1..narr],
  *              nil for a hole), then nrec pairs (key, value)
+ *   0xc7       a positional message (node:post), only as the first byte
+ *              of a message: its type as a string of 1..63 bytes (tag
+ *              0x81-0xbf), uv k (at most LCS_MAX_ARGS), then k values.
+ *              As a value (lcs_decode, consensus.decode, the receive
+ *              fallback) it is the table {type = T, n = k, a1, ..., ak}.
  *   0xe0-0xff  the integer -32..-1 (the tag as a signed byte)
  * Any other tag is malformed.  {type="VOTE", round=3, value=42, yes=true}
- * takes 32 bytes.  narr is lua_rawlen (so {1,nil,3} keeps its hole); the
- * other keys follow in lua_next order.  The encoder writes nrec as one
- * placeholder byte and patches it when the table ends, moving the pairs
- * right in the rare case nrec > 127.
+ * takes 32 bytes, post("VOTE", 3, 42, true) 10.  narr is lua_rawlen (so
+ * {1,nil,3} keeps its hole); the other keys follow in lua_next order.  The
+ * encoder writes nrec as one placeholder byte and patches it when the
+ * table ends, moving the pairs right in the rare case nrec > 127.
  *
  * Canonical mode takes narr as the length of the run t[1], t[2], .. of
  * non-nils (rawlen depends on insertion history) and writes the pairs
@@ -42,6 +47,15 @@
  * per pair), and a table or string that cannot fit in what is left is
  * malformed, so the total pre-sizing is bounded by the input length.  No
  * locking: each call touches one lua_State and one caller-owned buffer.
+ *
+ * The string cache.  Interning a string (lua_pushlstring) hashes it and
+ * probes Lua's string table, and the probe stalls on memory a message
+ * later has long left the cache.  A node's decoder keeps the short
+ * strings it pushed last (up to LCS_SCACHE_LEN bytes; field names and
+ * message types) in a direct-mapped cache: the bytes in C, the interned
+ * strings in a Lua table, so a hit is a memcmp and one lua_rawgeti.
+ * Entry i of the C side is valid exactly when slot i + 1 of the table
+ * holds that string: the C side changes only after the table did.
  */
 #include "lcodec.h"
 
@@ -69,8 +83,11 @@ enum {
     T_INT,
     T_STR,
     T_TABLE,
+    T_ARGS,
     T_NEGINT = 0xe0
 };
+
+_Static_assert(T_ARGS == LCS_T_ARGS, "lcodec.h and lcodec.c disagree");
 
 /* One step of the path to the value being encoded: the key on the Lua
  * stack at 'idx', or the array index 'i' when idx is 0. */
@@ -85,6 +102,7 @@ typedef struct enc {
     size_t max, hard; /* hard: stop growing beyond this */
     int canonical;
     const char *what;
+    int argi; /* the positional argument being encoded, or 0 */
     const void *open[MAXDEPTH + 1]; /* open[d]: the table at depth d */
     pathkey path[MAXDEPTH + 1];     /* path[d]: key taken in open[d] */
 } enc;
@@ -92,7 +110,8 @@ typedef struct enc {
 typedef struct dec {
     lua_State *L;
     const unsigned char *p, *end;
-    size_t need; /* see the invariants above */
+    size_t need;      /* see the invariants above */
+    lcs_strcache *sc; /* or NULL */
 } dec;
 
 /* ------------------------------------------------------------ errors */
@@ -152,6 +171,10 @@ static void fail(enc *e, int depth, const char *fmt, ...)
     luaL_checkstack(L, 4, "encode");
     luaL_buffinit(L, &lb);
     luaL_addstring(&lb, e->what);
+    if (e->argi > 0) { /* msg[2]: the path in the receive fallback form */
+        lua_pushfstring(L, "[%d]", e->argi);
+        luaL_addvalue(&lb);
+    }
     for (d = 1; d <= depth; d++)
         add_key(&lb, L, &e->path[d]);
     luaL_pushresult(&lb); /* [.., path] */
@@ -499,16 +522,51 @@ static int fits(const dec *d, uint64_t n)
     return left >= d->need && n <= left - d->need;
 }
 
+/* FNV-1a over at most LCS_SCACHE_LEN bytes, folded to a cache slot. */
+static unsigned scache_slot(const unsigned char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        h = (h ^ s[i]) * 16777619u;
+    return (h ^ (h >> 16)) & (LCS_SCACHE - 1);
+}
+
+void lcs_push_cached(lua_State *L, lcs_strcache *sc, const char *s, size_t n)
+{
+    unsigned i;
+
+    if (sc == NULL || n == 0 || n > LCS_SCACHE_LEN) {
+        lua_pushlstring(L, s, n);
+        return;
+    }
+    i = scache_slot((const unsigned char *)s, n);
+    if (sc->len[i] == n && memcmp(sc->s[i], s, n) == 0) {
+        lua_rawgeti(L, sc->idx, (lua_Integer)i + 1);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, sc->idx, (lua_Integer)i + 1); /* may raise: C after */
+    memcpy(sc->s[i], s, n);
+    sc->len[i] = (unsigned char)n;
+}
+
 static int dec_string(dec *d, uint64_t n)
 {
     if (!fits(d, n))
         return 0;
-    lua_pushlstring(d->L, (const char *)d->p, (size_t)n);
+    if (d->sc != NULL)
+        lcs_push_cached(d->L, d->sc, (const char *)d->p, (size_t)n);
+    else
+        lua_pushlstring(d->L, (const char *)d->p, (size_t)n);
     d->p += n;
     return 1;
 }
 
 static int dec_table(dec *d, int depth);
+static int dec_args_table(dec *d);
 
 static int dec_value(dec *d, int depth)
 {
@@ -554,6 +612,7 @@ static int dec_value(dec *d, int depth)
         return dec_uv(d, &u) && dec_string(d, u);
     case T_TABLE:
         return dec_table(d, depth + 1);
+    case T_ARGS: /* only as the message itself: lcs_decode checks */
     default:
         return 0;
     }
@@ -598,6 +657,68 @@ static int dec_table(dec *d, int depth)
     return 1;
 }
 
+/* The header of a positional message at d->p (past the T_ARGS tag):
+ * the type, then the argument count, which must fit what is left. */
+static int dec_args_head(dec *d, const char **type, size_t *tlen, uint64_t *k)
+{
+    unsigned t;
+
+    if (d->p == d->end)
+        return 0;
+    t = *d->p++;
+    if (t <= T_FIXSTR || t >= T_NIL || (size_t)(d->end - d->p) < (t & 0x3f))
+        return 0;
+    *type = (const char *)d->p;
+    *tlen = t & 0x3f;
+    d->p += *tlen;
+    return dec_uv(d, k) && *k <= LCS_MAX_ARGS && fits(d, *k);
+}
+
+/* Push the k values of a positional message body. */
+static int dec_args(dec *d, uint64_t k)
+{
+    uint64_t i;
+
+    if (!lua_checkstack(d->L, (int)k + 4))
+        return 0;
+    d->need += k;
+    for (i = 0; i < k; i++) {
+        d->need -= 1;
+        if (!dec_value(d, 0))
+            return 0;
+    }
+    return 1;
+}
+
+/* A positional message as a value: {type = T, n = k, a1, ..., ak}. */
+static int dec_args_table(dec *d)
+{
+    lua_State *L = d->L;
+    const char *type;
+    size_t tlen;
+    uint64_t k, i;
+
+    if (!dec_args_head(d, &type, &tlen, &k) || !lua_checkstack(L, 4))
+        return 0;
+    lua_createtable(L, (int)k, 2);
+    lcs_push_cached(L, d->sc, type, tlen);
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, (lua_Integer)k);
+    lua_setfield(L, -2, "n");
+    d->need += k;
+    for (i = 1; i <= k; i++) {
+        d->need -= 1;
+        if (d->p < d->end && *d->p == T_NIL) {
+            d->p++; /* a hole: nothing to store */
+            continue;
+        }
+        if (!dec_value(d, 0))
+            return 0;
+        lua_rawseti(L, -2, (lua_Integer)i);
+    }
+    return 1;
+}
+
 /* -------------------------------------------------------- public API */
 
 void lcs_wbuf_free(lcs_wbuf *b)
@@ -620,10 +741,50 @@ size_t lcs_encode(lua_State *L, int idx, lcs_wbuf *b, size_t max, int canonical,
     e.hard = max == 0 ? 0 : max > (SIZE_MAX - 16) / 2 ? SIZE_MAX : 2 * max + 16;
     e.canonical = canonical;
     e.what = what != NULL ? what : "value";
+    e.argi = 0;
     b->len = 0;
     b->type_off = b->type_len = 0;
     idx = lua_absindex(L, idx);
     enc_value(&e, idx, lua_type(L, idx), 0);
+    if (max != 0 && b->len > max)
+        luaL_error(L, "%s: message too large (%I bytes, limit %I)", e.what,
+                   (lua_Integer)b->len, (lua_Integer)max);
+    return b->len;
+}
+
+size_t lcs_encode_args(lua_State *L, const char *type, size_t tlen, int first,
+                       int k, lcs_wbuf *b, size_t max, const char *what)
+{
+    enc e;
+    unsigned char *q;
+    int i;
+
+    if (tlen < 1 || tlen > LCS_MAX_TYPE)
+        luaL_error(L, "%s: a message type of 1..%d bytes",
+                   what != NULL ? what : "msg", LCS_MAX_TYPE);
+    if (k > LCS_MAX_ARGS)
+        luaL_error(L, "%s: too many arguments (%d, at most %d)",
+                   what != NULL ? what : "msg", k, LCS_MAX_ARGS);
+    e.L = L;
+    e.b = b;
+    e.max = max;
+    e.hard = max == 0 ? 0 : max > (SIZE_MAX - 16) / 2 ? SIZE_MAX : 2 * max + 16;
+    e.canonical = 0;
+    e.what = what != NULL ? what : "msg";
+    e.argi = 0;
+    b->len = 0;
+    q = room(&e, 2 + tlen + 10);
+    q[0] = T_ARGS;
+    q[1] = (unsigned char)(T_FIXSTR | tlen);
+    memcpy(q + 2, type, tlen);
+    b->len = 2 + tlen + put_uv(q + 2 + tlen, (uint64_t)k);
+    b->type_off = 2;
+    b->type_len = tlen;
+    first = lua_absindex(L, first);
+    for (i = 0; i < k; i++) {
+        e.argi = i + 1;
+        enc_value(&e, first + i, lua_type(L, first + i), 0);
+    }
     if (max != 0 && b->len > max)
         luaL_error(L, "%s: message too large (%I bytes, limit %I)", e.what,
                    (lua_Integer)b->len, (lua_Integer)max);
@@ -639,9 +800,10 @@ int lcs_encoded_type(const lcs_wbuf *b, const char **type, size_t *len)
     return 1;
 }
 
-int lcs_decode(lua_State *L, const void *data, size_t len)
+int lcs_decode_cached(lua_State *L, const void *data, size_t len,
+                      lcs_strcache *sc)
 {
-    int top = lua_gettop(L);
+    int top = lua_gettop(L), ok;
     dec d;
 
     if (len == 0 || !lua_checkstack(L, 2))
@@ -650,9 +812,57 @@ int lcs_decode(lua_State *L, const void *data, size_t len)
     d.p = data;
     d.end = d.p + len;
     d.need = 0;
-    if (dec_value(&d, 0) && d.p == d.end)
+    d.sc = sc;
+    if (*d.p == T_ARGS) {
+        d.p++;
+        ok = dec_args_table(&d);
+    } else {
+        ok = dec_value(&d, 0);
+    }
+    if (ok && d.p == d.end)
         return 1;
     lua_settop(L, top); /* drop a partly built value */
+    return 0;
+}
+
+int lcs_decode(lua_State *L, const void *data, size_t len)
+{
+    return lcs_decode_cached(L, data, len, NULL);
+}
+
+int lcs_args_head(const void *data, size_t len, const char **type, size_t *tlen,
+                  size_t *body)
+{
+    dec d;
+    uint64_t k;
+
+    if (len < 2 || *(const unsigned char *)data != T_ARGS)
+        return -1;
+    d.L = NULL;
+    d.p = (const unsigned char *)data + 1;
+    d.end = (const unsigned char *)data + len;
+    d.need = 0;
+    d.sc = NULL;
+    if (!dec_args_head(&d, type, tlen, &k))
+        return -1;
+    *body = (size_t)(d.p - (const unsigned char *)data);
+    return (int)k;
+}
+
+int lcs_decode_args(lua_State *L, const void *data, size_t len, size_t body,
+                    int k, lcs_strcache *sc)
+{
+    int top = lua_gettop(L);
+    dec d;
+
+    d.L = L;
+    d.p = (const unsigned char *)data + body;
+    d.end = (const unsigned char *)data + len;
+    d.need = 0;
+    d.sc = sc;
+    if (dec_args(&d, (uint64_t)k) && d.p == d.end)
+        return 1;
+    lua_settop(L, top);
     return 0;
 }
 

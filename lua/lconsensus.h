@@ -92,6 +92,14 @@ typedef struct lcs_node {
     char *slab_ptr;
     size_t slab_left;
     uint64_t forgeries; /* node:verify calls that failed */
+    /* the decoder's short-string cache; its Lua table is an upvalue of
+     * the node's deliver function (lnode.c) */
+    lcs_strcache scache;
+    /* the type of the positional message whose on[type] handler runs, so
+     * an error can name "on.TYPE"; points into the message, NULL outside
+     * such a call */
+    const char *on_type;
+    size_t on_tlen;
 } lcs_node;
 
 /* One call of consensus._run: the node states and what the main state
@@ -131,8 +139,9 @@ int lcs_node_verify(lua_State *L);
 /* ltrace.c: the id of message type s[0..len) (1..; 0 for none),
  * interning it on first sight.  Any thread.  0 also when out of memory. */
 uint32_t lcs_type_id(lcs_node *nd, const char *s, size_t len);
-/* Count one sent message of type 'id' for the node's metrics. */
-void lcs_type_count(lcs_node *nd, uint32_t id, size_t bytes);
+/* Count 'count' sent messages of type 'id', of 'bytes' bytes each, for
+ * the node's metrics (a broadcast counts once per destination). */
+void lcs_type_count(lcs_node *nd, uint32_t id, uint32_t count, size_t bytes);
 void lcs_types_free(lcs_run *run);
 int lcs_types_init(lcs_run *run);
 /* Trace writing (main thread, at barriers). */

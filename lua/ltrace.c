@@ -122,7 +122,7 @@ uint32_t lcs_type_id(lcs_node *nd, const char *s, size_t len)
     return id;
 }
 
-void lcs_type_count(lcs_node *nd, uint32_t id, size_t bytes)
+void lcs_type_count(lcs_node *nd, uint32_t id, uint32_t count, size_t bytes)
 {
     if (id >= nd->ntype) {
         uint32_t ncap = nd->ntype ? nd->ntype : 8, i;
@@ -145,8 +145,8 @@ void lcs_type_count(lcs_node *nd, uint32_t id, size_t bytes)
         }
         nd->ntype = ncap;
     }
-    nd->type_msgs[id]++;
-    nd->type_bytes[id] += bytes;
+    nd->type_msgs[id] += count;
+    nd->type_bytes[id] += (uint64_t)count * bytes;
 }
 
 /* -------------------------------------------------------------- writing */

@@ -383,6 +383,18 @@ return function(M)
         error(format("%s: protocol.%s must be a function", what, h), 3)
       end
     end
+    if p.on ~= nil then
+      if type(p.on) ~= "table" then
+        error(format("%s: protocol.on must be a table of handlers, got %s", what,
+          type(p.on)), 3)
+      end
+      for k, v in pairs(p.on) do
+        if type(k) ~= "string" or type(v) ~= "function" then
+          error(format("%s: protocol.on.%s must be a function, got %s", what,
+            tostring(k), type(v)), 3)
+        end
+      end
+    end
   end
 
   -- Every node without a protocol of its own runs 'protocol'.

@@ -25,6 +25,18 @@
 -- locals; the exported helpers (attackers.copy, ...) are separate
 -- closures around them.
 --
+-- Positional messages (node:post, post_all, post_others) reach the hooks
+-- in their table form, {type = T, n = k, a1, ..., ak}, marked with the
+-- metatable POSTED; copy keeps the mark, and send_msg posts a marked
+-- table again (node:post) and sends any other one as a table (node:send).
+-- So a posted message a hook passes on, rewrites in place or holds stays
+-- positional, and reaches the receiver's on[type].  The wrap's own 'on'
+-- handlers show each delivered positional message to 'incoming' the same
+-- way and hand the result to the honest on[type] or receive.  The field
+-- heuristics (flip, garble, ...) name fields; in a posted message the
+-- fields are positions, so they act on it only when given positions
+-- (vote_fields = {3}).
+--
 -- Timers whose name starts with "__attack" belong to the attacker: the
 -- honest timer handler never sees them.  Messages whose type starts with
 -- "__" are the attacker's too (collude's side channel).
@@ -34,9 +46,10 @@ local require = require
 
 local error, ipairs, pairs, pcall = error, ipairs, pairs, pcall
 local rawget, setmetatable, tostring, type = rawget, setmetatable, tostring, type
+local getmetatable, select = getmetatable, select
 local loadfile = loadfile           -- nil in node states; main state only
 local format, reverse, sub = string.format, string.reverse, string.sub
-local concat, remove, sort = table.concat, table.remove, table.sort
+local concat, remove, sort, unpack = table.concat, table.remove, table.sort, table.unpack
 local math_type = math.type
 
 local _ENV = nil
@@ -53,11 +66,39 @@ local VALUE_FIELDS = { "value", "v", "val", "digest", "d" }
 local COUNTER_FIELDS = { "round", "view", "term", "seq", "slot", "attempt",
                          "epoch", "height", "n" }
 
--- A deep copy of plain data (messages are acyclic plain data).
+-- The mark of a positional message's table form (see the top).
+local POSTED = { __name = "consensus.posted" }
+
+-- The table form of the positional message (type, ...), marked.
+local function pack(mtype, ...)
+  return setmetatable({ type = mtype, n = select("#", ...), ... }, POSTED)
+end
+
+-- By name, not identity: each node state holds its own copy of POSTED
+-- (an upvalue of the wrap) and, if a hook requires this module there,
+-- the module's own.
+local function is_posted(m)
+  if type(m) ~= "table" then return false end
+  local mt = getmetatable(m)
+  return type(mt) == "table" and rawget(mt, "__name") == "consensus.posted"
+end
+
+-- Send 'm' to 'to': a marked table as the positional message it stands
+-- for, anything else as a table message.
+local function send_msg(node, to, m)
+  if is_posted(m) then
+    return node:post(to, m.type, unpack(m, 1, m.n))
+  end
+  return node:send(to, m)
+end
+
+-- A deep copy of plain data (messages are acyclic plain data); the copy
+-- of a posted message's table form is marked too.
 local function copy(v)
   if type(v) ~= "table" then return v end
   local t = {}
   for k, x in pairs(v) do t[copy(k)] = copy(x) end
+  if is_posted(v) then setmetatable(t, POSTED) end
   return t
 end
 
@@ -145,9 +186,9 @@ local function make_proxy(node, outgoing, show_byzantine)
     local out = outgoing(node, to, msg)
     if out == nil then return end
     if is_list(out) then
-      for _, m in ipairs(out) do node:send(to, m) end
+      for _, m in ipairs(out) do send_msg(node, to, m) end
     else
-      node:send(to, out)
+      send_msg(node, to, out)
     end
   end
   if outgoing then
@@ -160,9 +201,21 @@ local function make_proxy(node, outgoing, show_byzantine)
         if to ~= me or with_self then send_one(to, copy(msg)) end
       end
     end
+    proxy.post = function(_, to, mtype, ...) send_one(to, pack(mtype, ...)) end
+    local function post_many(with_self, mtype, ...)
+      local me = node.id
+      for to = 0, node.n - 1 do
+        if to ~= me or with_self then send_one(to, pack(mtype, ...)) end
+      end
+    end
+    proxy.post_all = function(_, mtype, ...) post_many(true, mtype, ...) end
+    proxy.post_others = function(_, mtype, ...) post_many(false, mtype, ...) end
   else
     proxy.send = function(_, to, msg) return node:send(to, msg) end
     proxy.broadcast = function(_, msg, self) return node:broadcast(msg, self) end
+    proxy.post = function(_, ...) return node:post(...) end
+    proxy.post_all = function(_, ...) return node:post_all(...) end
+    proxy.post_others = function(_, ...) return node:post_others(...) end
   end
   if not show_byzantine then proxy.byzantine = false end
   return setmetatable(proxy, { __index = node, __newindex = node })
@@ -198,7 +251,7 @@ function M.wrap(protocol, hooks)
     end
   end
   local honest_start, honest_receive = protocol.start, protocol.receive
-  local honest_timer = protocol.timer
+  local honest_timer, honest_on = protocol.timer, protocol.on
   local outgoing, incoming = hooks.outgoing, hooks.incoming
   local h_start, h_timer = hooks.start, hooks.timer
   local show_byzantine = hooks.show_byzantine == true
@@ -229,12 +282,41 @@ function M.wrap(protocol, hooks)
     return honest()
   end
 
+  -- A message after 'incoming': a posted one to the honest on[type] when
+  -- there is one, anything else to the honest receive.
+  local function dispatch(node, msg, from)
+    if is_posted(msg) and type(honest_on) == "table" then
+      local h = honest_on[msg.type]
+      if type(h) == "function" then
+        return h(proxy_of(node), from, unpack(msg, 1, msg.n))
+      end
+    end
+    if honest_receive then return honest_receive(proxy_of(node), msg, from) end
+  end
+
   function w.receive(node, msg, from)
     if incoming then
       msg = incoming(node, msg, from)
       if msg == nil then return end
     end
-    if honest_receive then return honest_receive(proxy_of(node), msg, from) end
+    return dispatch(node, msg, from)
+  end
+
+  -- The honest on[type], each behind incoming and the proxy.  (Types the
+  -- honest 'on' gains later go to receive, in table form.)
+  if type(honest_on) == "table" then
+    w.on = {}
+    for mtype, h in pairs(honest_on) do
+      if incoming then
+        w.on[mtype] = function(node, from, ...)
+          local msg = incoming(node, pack(mtype, ...), from)
+          if msg == nil then return end
+          return dispatch(node, msg, from)
+        end
+      else
+        w.on[mtype] = function(node, from, ...) return h(proxy_of(node), from, ...) end
+      end
+    end
   end
 
   function w.timer(node, name)
@@ -348,7 +430,7 @@ function strategies.delay(protocol, opts)
       end
       queue[queue.first] = nil
       queue.first = queue.first + 1
-      node:send(e.to, e.msg)
+      send_msg(node, e.to, e.msg)
     end
   end
   return M.wrap(protocol, {
@@ -397,7 +479,7 @@ function strategies.replay(protocol, opts)
           local msg = seen[node:random(1, #seen)]
           local to = node:random(0, node.n - 2)
           if to >= node.id then to = to + 1 end      -- never itself
-          node:send(to, msg)
+          send_msg(node, to, msg)
         end
       end
       if seen.ticks < times then node:set_timer("__attack_replay", every) end
@@ -447,8 +529,12 @@ function strategies.garble(protocol, opts)
       if type(msg) ~= "table" or to == node.id then return msg end
       if p < 1 and node:random() >= p then return msg end
       local fields = {}
+      local posted = is_posted(msg)
       for _, k in ipairs(counters) do
-        if math_type(msg[k]) then fields[#fields + 1] = { k, true } end
+        -- a posted message's n is its argument count, not a counter
+        if math_type(msg[k]) and not (posted and k == "n") then
+          fields[#fields + 1] = { k, true }
+        end
       end
       for _, k in ipairs(values) do
         local v = msg[k]
@@ -558,7 +644,7 @@ function strategies.collude(protocol, opts)
       if type(msg) == "table" and msg.type == "__collude" then
         if from == st.low and members()[from] and st.plan == nil then
           st.plan = { salt = msg.salt, parity = msg.parity }
-          for _, h in ipairs(st.held) do node:send(h[1], apply(h[1], h[2])) end
+          for _, h in ipairs(st.held) do send_msg(node, h[1], apply(h[1], h[2])) end
           st.held = {}
         end
         return nil
@@ -601,6 +687,9 @@ for _, name in ipairs(names) do M[name] = strategies[name] end
 function M.copy(v) return copy(v) end
 function M.lie(v, salt) return lie(v, salt) end
 function M.is_list(r) return is_list(r) end
+function M.pack(mtype, ...) return pack(mtype, ...) end
+function M.is_posted(m) return is_posted(m) end
+function M.send(node, to, m) return send_msg(node, to, m) end
 function M.tell_lie(msg, salt, vote_fields, value_fields)
   return tell_lie(msg, salt, vote_fields or VOTE_FIELDS, value_fields or VALUE_FIELDS)
 end

@@ -7,8 +7,12 @@
  * is encoded again, plain and canonical, and each encoding must decode;
  * the canonical encoding must be a fixed point: decoding it and encoding
  * that canonically gives the same bytes, and so does the canonical
- * encoding of the plain re-encoding's decoded value.  A violation
- * aborts, so libFuzzer records the input.
+ * encoding of the plain re-encoding's decoded value.  A positional
+ * message (first byte LCS_T_ARGS) is also decoded the way a node
+ * delivers it, lcs_args_head then lcs_decode_args through a string cache:
+ * that must succeed exactly when lcs_decode does, and the values it
+ * pushes, packed as {type =, n =, ...}, must equal lcs_decode's value.
+ * A violation aborts, so libFuzzer records the input.
  *
  * Build: cmake -DCS_FUZZ=ON with clang (tests/fuzz/README.md).
  */
@@ -95,24 +99,88 @@ static int same_top2(lua_State *L)
     return n1 == n2 && memcmp(a, b, n1) == 0;
 }
 
+/* Decode data as a node delivers a positional message: through
+ * lcs_args_head and lcs_decode_args (twice, the second time from the
+ * string cache the first filled), packing the values into the table form
+ * at the top of the stack.  Returns whether that worked; on failure the
+ * stack is as it was. */
+static int decode_as_node(lua_State *L, const uint8_t *data, size_t size)
+{
+    lcs_strcache sc;
+    const char *type;
+    size_t tlen, body;
+    int k, i, top = lua_gettop(L), round;
+
+    memset(&sc, 0, sizeof sc);
+    lua_createtable(L, LCS_SCACHE, 0);
+    sc.idx = lua_gettop(L);
+    for (round = 0; round < 2; round++) {
+        lua_settop(L, sc.idx);
+        if ((k = lcs_args_head(data, size, &type, &tlen, &body)) < 0) {
+            lua_settop(L, top);
+            return 0;
+        }
+        if (!lcs_decode_args(L, data, size, body, k, &sc)) {
+            if (lua_gettop(L) != sc.idx)
+                die("lcs_decode_args failed but changed the stack", data,
+                    size);
+            lua_settop(L, top);
+            return 0;
+        }
+        if (lua_gettop(L) != sc.idx + k)
+            die("lcs_decode_args pushed the wrong number of values", data,
+                size);
+    }
+    lua_createtable(L, k, 2); /* [.., cache, v1..vk, t] */
+    for (i = 1; i <= k; i++) {
+        lua_pushvalue(L, sc.idx + i);
+        lua_rawseti(L, -2, i);
+    }
+    lcs_push_cached(L, &sc, type, tlen);
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, k);
+    lua_setfield(L, -2, "n");
+    lua_replace(L, sc.idx);
+    lua_settop(L, sc.idx);
+    return 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     lua_State *L = luaL_newstate();
     lcs_wbuf b = {0};
-    int top;
+    int top, as_node;
 
     if (L == NULL)
         return 0;
     lua_atpanic(L, panic);
     lua_pushliteral(L, "sentinel");         /* a non-empty stack */
     top = lua_gettop(L);
+    as_node = lcs_is_args(data, size) && decode_as_node(L, data, size);
     if (!lcs_decode(L, data, size)) {
-        if (lua_gettop(L) != top)
+        if (lua_gettop(L) != top + as_node)
             die("lcs_decode failed but changed the stack", data, size);
+        if (as_node)
+            die("a node decodes a message lcs_decode refuses", data, size);
         goto out;
     }
-    if (lua_gettop(L) != top + 1)
+    if (lua_gettop(L) != top + 1 + as_node)
         die("lcs_decode returned 1 without exactly one value", data, size);
+    if (lcs_is_args(data, size)) {
+        if (!as_node)
+            die("lcs_decode takes a message a node refuses", data, size);
+        /* [s, t, v]: the two must agree */
+        lua_pushvalue(L, -2);
+        encode_top(L, &b, 1, data, size);   /* [s, t, v, t, ct] */
+        lua_remove(L, -2);
+        lua_pushvalue(L, -2);
+        encode_top(L, &b, 1, data, size);   /* [s, t, v, ct, cv] */
+        lua_remove(L, -2);
+        if (!same_top2(L))
+            die("a node's values differ from lcs_decode's", data, size);
+        lua_pop(L, 2);
+        lua_remove(L, -2);                  /* [s, v] */
+    }
     /* [s, v] */
     encode_top(L, &b, 1, data, size);       /* [s, v, c1] */
     lua_pushvalue(L, -1);
