@@ -302,8 +302,10 @@ void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
     cs__sim_trace(sim, &n->recs, node, n->now, n->seq++, &tr);
 }
 
+/* Queue one copy of 'msg' for 'to'.  The reference the event owns is
+ * counted in *nref and taken by the caller, once per send or broadcast. */
 static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
-                    cs_msg *msg, cs_time delay, int kind)
+                    cs_msg *msg, cs_time delay, int kind, unsigned *nref)
 {
     cs_event ev;
     int rc;
@@ -329,12 +331,12 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     ev.dst = to;
     ev.tag = 0;
     ev.gen = 0;
-    ev.msg = cs_msg_ref(msg);
+    ev.msg = msg;
     if ((rc = cs__vec_push(&n->outbox, &ev, sizeof ev)) != CS_OK) {
-        cs_msg_unref(msg);
         cs__sim_err(sim, rc);
         return rc;
     }
+    ++*nref;
     if (sim->cfg.trace) {
         cs__sim_trace_msg(sim, n, from, kind, to, from, ev.seq, msg, 0, ev.at);
     }
@@ -369,19 +371,14 @@ static void drop_at_send(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     }
 }
 
-int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
+/* One send, counting in *nref the references its events need. */
+static int send_to(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg,
+                   unsigned *nref)
 {
-    node_rt *n;
+    node_rt *n = &sim->nodes[from];
     cs_time delay;
     int rc;
 
-    if (from >= sim->cfg.nodes || to >= sim->cfg.nodes) {
-        return CS_EINVAL;
-    }
-    if (sim->live != NULL) {
-        return cs__live_send(sim, from, to, msg); /* live mode */
-    }
-    n = &sim->nodes[from];
     n->st.sent++;
     n->st.bytes += cs_msg_len(msg);
     /* The draws happen in a fixed order per message, so the stream stays
@@ -395,32 +392,58 @@ int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
         return CS_OK;
     }
     delay = draw_delay(sim, n, from, to);
-    if ((rc = push_out(sim, n, from, to, msg, delay, CS_TR_SEND)) != CS_OK) {
+    if ((rc = push_out(sim, n, from, to, msg, delay, CS_TR_SEND, nref)) !=
+        CS_OK) {
         return rc;
     }
     if (sim->cfg.net.duplicate > 0 &&
         cs_rng_double(&n->rng) < sim->cfg.net.duplicate) {
         n->st.duplicated++;
         delay = draw_delay(sim, n, from, to);
-        return push_out(sim, n, from, to, msg, delay, CS_TR_DUPLICATE);
+        return push_out(sim, n, from, to, msg, delay, CS_TR_DUPLICATE, nref);
     }
     return CS_OK;
 }
 
-int cs_sim_broadcast(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
+int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
 {
-    uint32_t i;
+    unsigned nref = 0;
     int rc;
 
-    for (i = 0; i < sim->cfg.nodes; i++) {
+    if (from >= sim->cfg.nodes || to >= sim->cfg.nodes) {
+        return CS_EINVAL;
+    }
+    if (sim->live != NULL) {
+        return cs__live_send(sim, from, to, msg); /* live mode */
+    }
+    rc = send_to(sim, from, to, msg, &nref);
+    cs__msg_ref_n(msg, nref);
+    return rc;
+}
+
+/* One encoded message for every destination, and one atomic add for all
+ * their references. */
+int cs_sim_broadcast(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
+{
+    unsigned nref = 0;
+    uint32_t i;
+    int rc = CS_OK;
+
+    if (from >= sim->cfg.nodes) {
+        return CS_EINVAL;
+    }
+    for (i = 0; i < sim->cfg.nodes && rc == CS_OK; i++) {
         if (i == from && !self) {
             continue;
         }
-        if ((rc = cs_sim_send(sim, from, i, msg)) != CS_OK) {
-            return rc;
+        if (sim->live != NULL) {
+            rc = cs__live_send(sim, from, i, msg); /* live mode */
+        } else {
+            rc = send_to(sim, from, i, msg, &nref);
         }
     }
-    return CS_OK;
+    cs__msg_ref_n(msg, nref);
+    return rc;
 }
 
 static int grow_tags(node_rt *n, uint32_t tag)
