@@ -257,12 +257,25 @@ void cs__sim_merge_part(cs_sim *sim, worker *w, size_t part)
  * checker and the embedder, in (at, node, seq) order.  Main thread. */
 int cs__sim_barrier(cs_sim *sim)
 {
-    size_t k, nrec, nsent = 0;
+    size_t k, j, nrec, nsent = 0;
     unsigned t;
     int rc = CS_OK;
 
+    cs__sim_release_arrivals(sim); /* every node is done with them */
     for (k = 0; k < sim->nactive; k++) {
-        nsent += sim->nodes[sim->active[k]].outbox.len;
+        node_rt *n = &sim->nodes[sim->active[k]];
+        cs_event *ev = n->bout.p;
+
+        nsent += n->outbox.len;
+        for (j = 0; j < n->bout.len; j++) {
+            if (rc == CS_OK) {
+                rc = cs__heap_push(&sim->bpool, &ev[j]);
+            }
+            if (rc != CS_OK) {
+                cs_msg_unref(ev[j].msg);
+            }
+        }
+        n->bout.len = 0;
     }
     if (sim->nth > 0 && nsent >= MERGE_PARALLEL_MIN) {
         int phase = sim->phase;

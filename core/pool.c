@@ -129,11 +129,21 @@ void cs__pool_free_rel(relmap *r)
 
 /* ---------------------------------------------------------- the workers */
 
+/* Done with a delivered or dropped message: give its reference back,
+ * unless it is one of the window's shared broadcasts ('arr' owns those). */
+static void done_with(relmap *rel, const cs_event *ev, int shared)
+{
+    if (!shared) {
+        release(rel, ev->msg);
+    }
+}
+
 /* Handle node 'id' for the current phase.  Runs on exactly one thread. */
 static void run_node(cs_sim *sim, relmap *rel, uint32_t id)
 {
     const cs_callbacks *cb = sim->cb;
     node_rt *n = &sim->nodes[id];
+    size_t ai = 0; /* next of the window's shared broadcasts */
     cs_event ev;
     int rc;
 
@@ -144,8 +154,27 @@ static void run_node(cs_sim *sim, relmap *rel, uint32_t id)
         }
         return;
     }
-    while (n->heap.len > 0 && cs__heap_top(&n->heap)->at < sim->wend) {
-        cs__heap_pop(&n->heap, &ev);
+    for (;;) {
+        const cs_event *top = cs__heap_top(&n->heap);
+        int shared;
+
+        /* The next shared broadcast for this node, if any. */
+        while (ai < sim->narr && sim->arr[ai].dst == id) {
+            ai++;
+        }
+        if (top != NULL && top->at >= sim->wend) {
+            top = NULL;
+        }
+        if (ai < sim->narr &&
+            (top == NULL || cs__event_less(&sim->arr[ai], top))) {
+            ev = sim->arr[ai++]; /* 'arr' keeps the reference */
+            shared = 1;
+        } else if (top != NULL) {
+            cs__heap_pop(&n->heap, &ev);
+            shared = 0;
+        } else {
+            break;
+        }
         /* A node that keeps making events at one instant (a timer set to
          * 0 ms from its own handler) would stop virtual time for ever. */
         if (ev.at == n->stuck_at) {
@@ -161,13 +190,17 @@ static void run_node(cs_sim *sim, relmap *rel, uint32_t id)
             n->stuck_at = ev.at;
             n->stuck_count = 0;
         }
-        if (ev.msg != NULL) {
+        if (ev.msg != NULL && !shared) {
             n->inbox--;
         }
         if (ev.at < n->paused_until) {
             /* A stalled node: the event waits for the end of the pause.
-             * Its own heap, so pushing from this worker is safe. */
+             * Its own heap, so pushing from this worker is safe; a shared
+             * broadcast gets a reference of its own there. */
             ev.at = n->paused_until;
+            if (shared) {
+                cs_msg_ref(ev.msg);
+            }
             if ((rc = cs__heap_push(&n->heap, &ev)) != CS_OK) {
                 cs__sim_err(sim, rc);
                 release(rel, ev.msg);
@@ -185,11 +218,11 @@ static void run_node(cs_sim *sim, relmap *rel, uint32_t id)
                     cs__sim_trace_msg(sim, n, id, CS_TR_DROP, ev.src, ev.src,
                                       ev.seq, ev.msg, CS_DROP_DOWN, 0);
                 }
-                release(rel, ev.msg);
+                done_with(rel, &ev, shared);
                 continue;
             }
             if (n->failed) {
-                release(rel, ev.msg); /* a failed node handles nothing */
+                done_with(rel, &ev, shared); /* a failed node handles nothing */
                 continue;
             }
             n->st.delivered++;
@@ -200,7 +233,7 @@ static void run_node(cs_sim *sim, relmap *rel, uint32_t id)
             rc = cb->message != NULL
                      ? cb->message(cb->ud, sim, id, ev.src, ev.msg)
                      : 0;
-            release(rel, ev.msg);
+            done_with(rel, &ev, shared);
         } else if (ev.tag < n->ntgen && ev.gen == n->tgen[ev.tag] &&
                    !n->failed && !n->down) {
             n->now = ev.at;

@@ -43,6 +43,7 @@ typedef struct node_rt {
     uint32_t *tgen; /* timer generation per tag */
     uint32_t ntgen;
     vec outbox;           /* cs_event, dst set */
+    vec bout;             /* cs_event: shared broadcasts (dst: skipped) */
     vec recs;             /* record */
     vec blocked;          /* cs_event waiting for inbox room (BLOCK) */
     uint32_t inbox;       /* messages pending in 'heap' */
@@ -131,6 +132,14 @@ struct cs_sim {
     unsigned nth;
     worker *workers; /* nth + 1 */
 
+    /* Shared broadcasts (see cs_sim_broadcast): one event, one message
+     * reference, for every destination but 'dst' (CS_NO_NODE: none).
+     * 'bpool' holds them until their window, 'arr' is the current
+     * window's, in (at, src, seq) order, read by every node. */
+    cs_heap bpool;
+    cs_event *arr;
+    size_t narr, caparr;
+
     record *recbuf; /* barrier scratch */
     size_t caprec;
     vec extra; /* records made at the barrier itself */
@@ -153,6 +162,9 @@ void cs__sim_trace(cs_sim *sim, vec *into, uint32_t node, cs_time at,
 void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
                        uint32_t peer, uint32_t src, uint64_t id,
                        const cs_msg *msg, int reason, cs_time arg);
+
+/* Drop the references of the window's shared broadcasts ('arr'). */
+void cs__sim_release_arrivals(cs_sim *sim);
 
 /* Schedule an action (user or node fault); CS_ENOMEM. */
 int cs__sim_push_action(cs_sim *sim, const action *act);
