@@ -88,6 +88,10 @@ static void release(relmap *r, cs_msg *m)
     if (m == NULL) {
         return;
     }
+    if (r->direct) {
+        cs_msg_unref(m);
+        return;
+    }
     if (2 * (r->len + 1) > r->cap && rel_grow(r) != CS_OK) {
         cs_msg_unref(m); /* no room to defer it: drop it now */
         return;
@@ -369,6 +373,7 @@ int cs__pool_start(cs_sim *sim)
         sim->workers[i].sim = sim;
     }
     if (sim->cfg.threads <= 1 || sim->cfg.nodes <= 1) {
+        sim->workers[0].rel.direct = 1;
         return CS_OK;
     }
     CS_ASSERT(pthread_mutex_init(&sim->lock, NULL) == 0);

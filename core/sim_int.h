@@ -83,6 +83,7 @@ typedef struct relmap {
     unsigned *cnt;
     size_t *used;
     size_t cap, len;
+    int direct; /* one thread: nothing to contend with, drop at once */
 } relmap;
 
 /* One per thread of the pool; [0] is the thread that called cs_sim_run. */
