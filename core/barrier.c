@@ -32,7 +32,7 @@ static int rec_cmp(const void *pa, const void *pb)
 /* A message dropped at a full inbox, decided at the barrier: stamped with
  * the last instant of the window it was sent in, so the trace stays in
  * time order. */
-static void drop_overflow(cs_sim *sim, cs_event *ev)
+static void drop_overflow(cs_sim *sim, cs_event *ev, vec *extra)
 {
     node_rt *d = &sim->nodes[ev->dst];
 
@@ -49,7 +49,7 @@ static void drop_overflow(cs_sim *sim, cs_event *ev)
         tr.msg_kind = cs_msg_kind(ev->msg);
         tr.size = (uint32_t)cs_msg_len(ev->msg);
         tr.reason = CS_DROP_OVERFLOW;
-        cs__sim_trace(sim, &sim->extra, ev->dst, sim->wend - 1, d->seq++, &tr);
+        cs__sim_trace(sim, extra, ev->dst, sim->wend - 1, d->seq++, &tr);
     }
     cs_msg_unref(ev->msg);
 }
@@ -67,8 +67,10 @@ static int push_inbox(node_rt *d, cs_event *ev)
 }
 
 /* Hand one sent message (its reference with it) to its destination,
- * applying the inbox cap.  Main thread, at a barrier. */
-static int offer(cs_sim *sim, cs_event *ev)
+ * applying the inbox cap.  At a barrier, by the one thread that merges
+ * into this destination; drop records go to 'extra', and messages put in
+ * a blocked list are counted in *nblocked. */
+static int offer(cs_sim *sim, cs_event *ev, vec *extra, size_t *nblocked)
 {
     node_rt *d = &sim->nodes[ev->dst];
     cs_event victim;
@@ -85,7 +87,7 @@ static int offer(cs_sim *sim, cs_event *ev)
             cs_msg_unref(ev->msg);
             return rc;
         }
-        sim->nblocked++;
+        ++*nblocked;
         return CS_OK;
     case CS_OVERFLOW_DROP_RANDOM:
         /* One of the pending messages or the new one, uniformly. */
@@ -94,14 +96,14 @@ static int offer(cs_sim *sim, cs_event *ev)
             if (d->heap.ev[i].msg != NULL && k-- == 0) {
                 cs__heap_remove(&d->heap, i, &victim);
                 d->inbox--;
-                drop_overflow(sim, &victim);
+                drop_overflow(sim, &victim, extra);
                 return push_inbox(d, ev);
             }
         }
-        drop_overflow(sim, ev); /* the new one was drawn */
+        drop_overflow(sim, ev, extra); /* the new one was drawn */
         return CS_OK;
     default:
-        drop_overflow(sim, ev);
+        drop_overflow(sim, ev, extra);
         return CS_OK;
     }
 }
@@ -204,24 +206,110 @@ static int dispatch(cs_sim *sim, record *r)
     }
 }
 
-/* Move sends into destination heaps and hand the window's records to the
- * checker and the embedder, in (at, node, seq) order.  Main thread. */
-int cs__sim_barrier(cs_sim *sim)
+/* Offer the window's sends to destinations in [lo, hi), in the order of
+ * the active list and of each outbox: the order a serial merge would use,
+ * so the inbox policies see the same sequence per destination.  On an
+ * error the rest of the range's references are dropped. */
+static int merge_range(cs_sim *sim, uint32_t lo, uint32_t hi, vec *extra,
+                       size_t *nblocked)
 {
-    size_t k, j, nrec;
+    size_t k, j;
     int rc = CS_OK;
 
     for (k = 0; k < sim->nactive; k++) {
-        node_rt *n = &sim->nodes[sim->active[k]];
+        const node_rt *n = &sim->nodes[sim->active[k]];
         cs_event *ev = n->outbox.p;
 
         for (j = 0; j < n->outbox.len; j++) {
+            if (ev[j].dst < lo || ev[j].dst >= hi) {
+                continue;
+            }
             if (rc == CS_OK) {
-                rc = offer(sim, &ev[j]);
+                rc = offer(sim, &ev[j], extra, nblocked);
             } else {
                 cs_msg_unref(ev[j].msg);
             }
         }
+    }
+    return rc;
+}
+
+/* PHASE_MERGE on a pool thread: merge part 'part' of the destinations
+ * into their heaps.  Each part has its own range, so no two threads touch
+ * one destination. */
+void cs__sim_merge_part(cs_sim *sim, worker *w, size_t part)
+{
+    uint32_t lo = (uint32_t)((uint64_t)sim->cfg.nodes * part / sim->nparts);
+    uint32_t hi =
+        (uint32_t)((uint64_t)sim->cfg.nodes * (part + 1) / sim->nparts);
+    int rc = merge_range(sim, lo, hi, &w->extra, &w->nblocked);
+
+    if (rc != CS_OK && w->rc == CS_OK) {
+        w->rc = rc;
+    }
+}
+
+/* Below this many sends a window is merged by the main thread alone: the
+ * hand-off to the pool would cost more than it saves. */
+#define MERGE_PARALLEL_MIN 4096
+
+/* Move sends into destination heaps and hand the window's records to the
+ * checker and the embedder, in (at, node, seq) order.  Main thread. */
+int cs__sim_barrier(cs_sim *sim)
+{
+    size_t k, j, nrec, nsent = 0;
+    unsigned t;
+    int rc = CS_OK;
+
+    cs__sim_release_arrivals(sim); /* every node is done with them */
+    for (k = 0; k < sim->nactive; k++) {
+        node_rt *n = &sim->nodes[sim->active[k]];
+        cs_event *ev = n->bout.p;
+
+        nsent += n->outbox.len;
+        for (j = 0; j < n->bout.len; j++) {
+            if (rc == CS_OK) {
+                rc = cs__heap_push(&sim->bpool, &ev[j]);
+            }
+            if (rc != CS_OK) {
+                cs_msg_unref(ev[j].msg);
+            }
+        }
+        n->bout.len = 0;
+    }
+    if (sim->nth > 0 && nsent >= MERGE_PARALLEL_MIN) {
+        int phase = sim->phase;
+
+        sim->nparts = (size_t)sim->nth + 1;
+        sim->phase = PHASE_MERGE;
+        cs__pool_round(sim);
+        sim->phase = phase;
+        for (t = 0; t <= sim->nth; t++) {
+            worker *w = &sim->workers[t];
+            const record *r = w->extra.p;
+
+            for (k = 0; k < w->extra.len; k++) {
+                if (rc == CS_OK) {
+                    rc = cs__vec_push(&sim->extra, &r[k], sizeof *r);
+                }
+                if (rc != CS_OK) {
+                    cs_free(r[k].data);
+                }
+            }
+            w->extra.len = 0;
+            sim->nblocked += w->nblocked;
+            w->nblocked = 0;
+            if (rc == CS_OK) {
+                rc = w->rc;
+            }
+            w->rc = CS_OK;
+        }
+    } else if (nsent > 0) {
+        rc = merge_range(sim, 0, sim->cfg.nodes, &sim->extra, &sim->nblocked);
+    }
+    for (k = 0; k < sim->nactive; k++) {
+        node_rt *n = &sim->nodes[sim->active[k]];
+
         n->outbox.len = 0;
         if (n->outbox.cap > 4096) {
             /* A burst (a broadcast storm) should not pin its memory for

@@ -35,6 +35,11 @@ typedef struct cs_event {
     cs_msg *msg;  /* NULL for a timer; the event owns one reference */
 } cs_event;
 
+/* Take or drop 'n' references at once (a broadcast takes one per
+ * destination; a worker drops a window's deliveries of one message). */
+cs_msg *cs__msg_ref_n(cs_msg *m, unsigned n);
+void cs__msg_unref_n(cs_msg *m, unsigned n);
+
 /* A binary min-heap of events stored by value in a growable array. */
 typedef struct cs_heap {
     cs_event *ev;

@@ -43,6 +43,22 @@ cs_msg *cs_msg_ref(cs_msg *m)
     return m;
 }
 
+cs_msg *cs__msg_ref_n(cs_msg *m, unsigned n)
+{
+    if (n > 0) {
+        atomic_fetch_add_explicit(&m->refs, n, memory_order_relaxed);
+    }
+    return m;
+}
+
+void cs__msg_unref_n(cs_msg *m, unsigned n)
+{
+    if (m != NULL && n > 0 &&
+        atomic_fetch_sub_explicit(&m->refs, n, memory_order_acq_rel) == n) {
+        cs_free(m);
+    }
+}
+
 void cs_msg_unref(cs_msg *m)
 {
     if (m == NULL) {

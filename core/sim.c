@@ -11,7 +11,13 @@
  *
  * A node's sends go to its own outbox, its timers straight into its own
  * heap (a timer may fire inside the window), and its proposals, decisions
- * and emitted records into its own record list.  At the barrier the main
+ * and emitted records into its own record list.  On a plain network (a
+ * constant latency, no loss, duplication, faults, FIFO, inbox cap or
+ * trace) a broadcast is one shared event instead of one per destination:
+ * it waits in 'bpool' and, in its window, in the array 'arr' that every
+ * node merges with its own heap.  Delivery order, draws and counters are
+ * those of the per-destination path; only the memory (N events per
+ * broadcast) and the barrier's N pushes are saved.  At the barrier the main
  * thread moves the outboxes into the destination heaps (the heap key is
  * unique, so push order does not matter), then sorts the window's records
  * by (at, node, seq) and feeds them to the checker and to the embedder's
@@ -134,6 +140,7 @@ int cs_sim_new(cs_sim **out, const cs_sim_config *cfg)
         cs_sim_free(sim);
         return CS_ENOMEM;
     }
+    cs__heap_init(&sim->bpool);
     for (i = 0; i < cfg->nodes; i++) {
         cs__heap_init(&sim->nodes[i].heap);
         cs_rng_init(&sim->nodes[i].rng, cfg->seed, i);
@@ -187,15 +194,20 @@ void cs_sim_free(cs_sim *sim)
 
             cs__heap_fini(&n->heap);
             cs__free_outbox(&n->outbox);
+            cs__free_outbox(&n->bout);
             cs__free_outbox(&n->blocked);
             cs__free_recs(&n->recs);
             cs_free(n->outbox.p);
+            cs_free(n->bout.p);
             cs_free(n->blocked.p);
             cs_free(n->recs.p);
             cs_free(n->tgen);
             cs_free(n->last_arrival);
         }
     }
+    cs__heap_fini(&sim->bpool);
+    cs__sim_release_arrivals(sim);
+    cs_free(sim->arr);
     cs__free_recs(&sim->extra);
     cs_free(sim->extra.p);
     cs__faults_fini(&sim->faults);
@@ -302,8 +314,10 @@ void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
     cs__sim_trace(sim, &n->recs, node, n->now, n->seq++, &tr);
 }
 
+/* Queue one copy of 'msg' for 'to'.  The reference the event owns is
+ * counted in *nref and taken by the caller, once per send or broadcast. */
 static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
-                    cs_msg *msg, cs_time delay, int kind)
+                    cs_msg *msg, cs_time delay, int kind, unsigned *nref)
 {
     cs_event ev;
     int rc;
@@ -329,12 +343,12 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     ev.dst = to;
     ev.tag = 0;
     ev.gen = 0;
-    ev.msg = cs_msg_ref(msg);
+    ev.msg = msg;
     if ((rc = cs__vec_push(&n->outbox, &ev, sizeof ev)) != CS_OK) {
-        cs_msg_unref(msg);
         cs__sim_err(sim, rc);
         return rc;
     }
+    ++*nref;
     if (sim->cfg.trace) {
         cs__sim_trace_msg(sim, n, from, kind, to, from, ev.seq, msg, 0, ev.at);
     }
@@ -369,19 +383,14 @@ static void drop_at_send(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
     }
 }
 
-int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
+/* One send, counting in *nref the references its events need. */
+static int send_to(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg,
+                   unsigned *nref)
 {
-    node_rt *n;
+    node_rt *n = &sim->nodes[from];
     cs_time delay;
     int rc;
 
-    if (from >= sim->cfg.nodes || to >= sim->cfg.nodes) {
-        return CS_EINVAL;
-    }
-    if (sim->live != NULL) {
-        return cs__live_send(sim, from, to, msg); /* live mode */
-    }
-    n = &sim->nodes[from];
     n->st.sent++;
     n->st.bytes += cs_msg_len(msg);
     /* The draws happen in a fixed order per message, so the stream stays
@@ -395,32 +404,104 @@ int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
         return CS_OK;
     }
     delay = draw_delay(sim, n, from, to);
-    if ((rc = push_out(sim, n, from, to, msg, delay, CS_TR_SEND)) != CS_OK) {
+    if ((rc = push_out(sim, n, from, to, msg, delay, CS_TR_SEND, nref)) !=
+        CS_OK) {
         return rc;
     }
     if (sim->cfg.net.duplicate > 0 &&
         cs_rng_double(&n->rng) < sim->cfg.net.duplicate) {
         n->st.duplicated++;
         delay = draw_delay(sim, n, from, to);
-        return push_out(sim, n, from, to, msg, delay, CS_TR_DUPLICATE);
+        return push_out(sim, n, from, to, msg, delay, CS_TR_DUPLICATE, nref);
     }
     return CS_OK;
 }
 
-int cs_sim_broadcast(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
+int cs_sim_send(cs_sim *sim, uint32_t from, uint32_t to, cs_msg *msg)
 {
-    uint32_t i;
+    unsigned nref = 0;
     int rc;
 
-    for (i = 0; i < sim->cfg.nodes; i++) {
+    if (from >= sim->cfg.nodes || to >= sim->cfg.nodes) {
+        return CS_EINVAL;
+    }
+    if (sim->live != NULL) {
+        return cs__live_send(sim, from, to, msg); /* live mode */
+    }
+    rc = send_to(sim, from, to, msg, &nref);
+    cs__msg_ref_n(msg, nref);
+    return rc;
+}
+
+/* True when a broadcast may be one shared event: nothing about the
+ * network depends on the destination, or is drawn, or is traced. */
+static int shared_ok(const cs_sim *sim)
+{
+    const cs_faults *f = &sim->faults;
+
+    return sim->live == NULL && !sim->cfg.trace && !sim->cfg.fifo &&
+           sim->cfg.inbox_cap == 0 &&
+           sim->cfg.net.latency.kind == CS_LAT_CONST &&
+           sim->cfg.net.loss == 0 && sim->cfg.net.duplicate == 0 &&
+           f->group == NULL && f->ncuts == 0 && f->nlinks == 0;
+}
+
+/* The broadcast as one event with one reference, for the barrier to put
+ * in the pool.  The same counters as 'count' sends. */
+static int share(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
+{
+    node_rt *n = &sim->nodes[from];
+    uint32_t count = sim->cfg.nodes - (self ? 0 : 1);
+    cs_time delay = cs_net_delay(&sim->cfg.net, &n->rng); /* no draw */
+    cs_event ev;
+    int rc;
+
+    if (count == 0) {
+        return CS_OK;
+    }
+    ev.at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
+    ev.seq = n->seq++;
+    ev.src = from;
+    ev.dst = self ? CS_NO_NODE : from;
+    ev.tag = 0;
+    ev.gen = 0;
+    ev.msg = msg;
+    if ((rc = cs__vec_push(&n->bout, &ev, sizeof ev)) != CS_OK) {
+        cs__sim_err(sim, rc);
+        return rc;
+    }
+    cs_msg_ref(msg);
+    n->st.sent += count;
+    n->st.bytes += (uint64_t)count * cs_msg_len(msg);
+    return CS_OK;
+}
+
+/* One encoded message for every destination, and one atomic add for all
+ * their references; on a plain network, one shared event. */
+int cs_sim_broadcast(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
+{
+    unsigned nref = 0;
+    uint32_t i;
+    int rc = CS_OK;
+
+    if (from >= sim->cfg.nodes) {
+        return CS_EINVAL;
+    }
+    if (shared_ok(sim)) {
+        return share(sim, from, msg, self);
+    }
+    for (i = 0; i < sim->cfg.nodes && rc == CS_OK; i++) {
         if (i == from && !self) {
             continue;
         }
-        if ((rc = cs_sim_send(sim, from, i, msg)) != CS_OK) {
-            return rc;
+        if (sim->live != NULL) {
+            rc = cs__live_send(sim, from, i, msg); /* live mode */
+        } else {
+            rc = send_to(sim, from, i, msg, &nref);
         }
     }
-    return CS_OK;
+    cs__msg_ref_n(msg, nref);
+    return rc;
 }
 
 static int grow_tags(node_rt *n, uint32_t tag)
@@ -663,6 +744,41 @@ static int flush_all(cs_sim *sim)
     return cs__sim_barrier(sim);
 }
 
+/* Move the pooled broadcasts that arrive before 'w' to 'arr', in order. */
+static int take_arrivals(cs_sim *sim, cs_time w)
+{
+    while (sim->bpool.len > 0 && cs__heap_top(&sim->bpool)->at < w) {
+        if (sim->narr == sim->caparr) {
+            size_t ncap = sim->caparr ? 2 * sim->caparr : 64;
+            cs_event *na = cs_realloc(sim->arr, ncap * sizeof *na);
+
+            if (na == NULL) {
+                return CS_ENOMEM;
+            }
+            sim->arr = na;
+            sim->caparr = ncap;
+        }
+        cs__heap_pop(&sim->bpool, &sim->arr[sim->narr++]);
+    }
+    return CS_OK;
+}
+
+/* Whether node 'id' gets one of the window's shared broadcasts. */
+static int has_arrival(const cs_sim *sim, uint32_t id)
+{
+    return sim->narr > 1 || (sim->narr == 1 && sim->arr[0].dst != id);
+}
+
+void cs__sim_release_arrivals(cs_sim *sim)
+{
+    size_t i;
+
+    for (i = 0; i < sim->narr; i++) {
+        cs_msg_unref(sim->arr[i].msg);
+    }
+    sim->narr = 0;
+}
+
 static int loop(cs_sim *sim)
 {
     const cs_time until = sim->cfg.until;
@@ -703,6 +819,9 @@ static int loop(cs_sim *sim)
                 t = top->at;
             }
         }
+        if (sim->bpool.len > 0 && cs__heap_top(&sim->bpool)->at < t) {
+            t = cs__heap_top(&sim->bpool)->at;
+        }
         if (sim->nacts > 0 && sim->acts[0].at <= t) {
             if (sim->acts[0].at > until) {
                 return CS_OK;
@@ -726,11 +845,14 @@ static int loop(cs_sim *sim)
             w = until + 1;
         }
         sim->wend = w;
+        if ((rc = take_arrivals(sim, w)) != CS_OK) {
+            return rc;
+        }
         sim->nactive = 0;
         for (i = 0; i < sim->cfg.nodes; i++) {
             const cs_event *top = cs__heap_top(&sim->nodes[i].heap);
 
-            if (top != NULL && top->at < w) {
+            if ((top != NULL && top->at < w) || has_arrival(sim, i)) {
                 sim->active[sim->nactive++] = i;
             }
         }

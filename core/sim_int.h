@@ -43,6 +43,7 @@ typedef struct node_rt {
     uint32_t *tgen; /* timer generation per tag */
     uint32_t ntgen;
     vec outbox;           /* cs_event, dst set */
+    vec bout;             /* cs_event: shared broadcasts (dst: skipped) */
     vec recs;             /* record */
     vec blocked;          /* cs_event waiting for inbox room (BLOCK) */
     uint32_t inbox;       /* messages pending in 'heap' */
@@ -69,7 +70,31 @@ typedef struct action {
     cs_time arg; /* ACT_PAUSE: duration */
 } action;
 
-enum { PHASE_START, PHASE_WINDOW };
+/* A pool round runs every active node's start, one window, or the merge
+ * of a window's sends into the destination heaps (barrier.c). */
+enum { PHASE_START, PHASE_WINDOW, PHASE_MERGE };
+
+/* The references a thread's deliveries of one window give back, merged by
+ * message: a broadcast's receivers on two threads would otherwise bounce
+ * its count between the cores once per delivery.  Open addressing on the
+ * message address; 'used' lists the filled slots for the flush. */
+typedef struct relmap {
+    cs_msg **key;
+    unsigned *cnt;
+    size_t *used;
+    size_t cap, len;
+    int direct; /* one thread: nothing to contend with, drop at once */
+} relmap;
+
+/* One per thread of the pool; [0] is the thread that called cs_sim_run. */
+typedef struct worker {
+    struct cs_sim *sim;
+    relmap rel;
+    /* PHASE_MERGE results, folded by the main thread after the round */
+    vec extra;       /* drop records made while merging */
+    size_t nblocked; /* events put in blocked lists */
+    int rc;          /* first error */
+} worker;
 
 /* Timer tags index a per-node array; past this the array would not fit
  * (and doubling a uint32_t capacity would wrap to 0 and never end). */
@@ -96,15 +121,25 @@ struct cs_sim {
     uint32_t *active;
     size_t nactive;
     atomic_size_t next;
+    size_t nparts; /* PHASE_MERGE: destination ranges */
 
     /* the worker pool */
     pthread_mutex_t lock;
     pthread_cond_t go, done;
-    uint64_t round;
-    unsigned busy; /* workers still in the round */
+    atomic_uint_fast64_t round; /* stored under 'lock', read by spinners */
+    atomic_uint busy;           /* workers still in the round */
     int quit;
     pthread_t *th;
     unsigned nth;
+    worker *workers; /* nth + 1 */
+
+    /* Shared broadcasts (see cs_sim_broadcast): one event, one message
+     * reference, for every destination but 'dst' (CS_NO_NODE: none).
+     * 'bpool' holds them until their window, 'arr' is the current
+     * window's, in (at, src, seq) order, read by every node. */
+    cs_heap bpool;
+    cs_event *arr;
+    size_t narr, caparr;
 
     record *recbuf; /* barrier scratch */
     size_t caprec;
@@ -129,6 +164,9 @@ void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
                        uint32_t peer, uint32_t src, uint64_t id,
                        const cs_msg *msg, int reason, cs_time arg);
 
+/* Drop the references of the window's shared broadcasts ('arr'). */
+void cs__sim_release_arrivals(cs_sim *sim);
+
 /* Schedule an action (user or node fault); CS_ENOMEM. */
 int cs__sim_push_action(cs_sim *sim, const action *act);
 
@@ -140,6 +178,8 @@ int cs__pool_start(cs_sim *sim);
 void cs__pool_stop(cs_sim *sim);
 /* Run the phase described by sim->phase/active/wend on every thread. */
 void cs__pool_round(cs_sim *sim);
+/* Give back a relmap's references and free it. */
+void cs__pool_free_rel(relmap *r);
 
 /* Run the scenario actions due by time 't'.  Main thread.  CS_ESTOPPED
  * when an action returned nonzero. */
@@ -169,5 +209,8 @@ int cs__live_record(cs_sim *sim, record *r);
 /* Move sends into destination heaps and hand the window's records to the
  * checker and the embedder, in (at, node, seq) order.  Main thread. */
 int cs__sim_barrier(cs_sim *sim);
+/* PHASE_MERGE, on a pool thread: merge the sends to destination range
+ * 'part' of sim->nparts into their heaps. */
+void cs__sim_merge_part(cs_sim *sim, worker *w, size_t part);
 
 #endif

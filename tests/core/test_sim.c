@@ -651,6 +651,113 @@ static void test_identical_with_other_latency_models(void **state)
     }
 }
 
+/* 64 nodes broadcasting in one window make 4096 sends, enough for the
+ * barrier to merge them into the heaps on several threads.  Each inbox
+ * policy must see the same offers per destination in the same order. */
+static void test_identical_with_parallel_merge_and_inbox_caps(void **state)
+{
+    static const int policies[] = { CS_OVERFLOW_DROP_NEWEST,
+                                    CS_OVERFLOW_DROP_RANDOM,
+                                    CS_OVERFLOW_BLOCK };
+    static const unsigned threads[] = { 1, 2, 3, 1 };
+    static proto p;
+    size_t k, t;
+
+    (void)state;
+    for (k = 0; k < sizeof policies / sizeof policies[0]; k++) {
+        uint64_t ref = 0;
+
+        for (t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+            cs_sim_config cfg;
+            cs_stats st;
+            cs_sim *sim;
+            uint64_t h;
+
+            av_config(&cfg, MAXN, threads[t]);
+            cfg.inbox_cap = 40;
+            cfg.overflow = policies[k];
+            cfg.expect_slots = 2;
+            cfg.stop_when_decided = 0;
+            proto_init(&p, MAXN, 2);
+            p.min_delay = cs_net_min_delay(&cfg.net);
+            sim = av_run(&p, &cfg, CS_OK);
+            cs_sim_stats(sim, &st);
+            if (policies[k] == CS_OVERFLOW_BLOCK) {
+                assert_int_equal(st.dropped, 0);
+                assert_int_equal(st.delivered, st.sent);
+            } else {
+                assert_true(st.dropped_overflow > 0);
+                assert_int_equal(st.delivered + st.dropped, st.sent);
+            }
+            h = digest(&p, sim);
+            if (t == 0) {
+                ref = h;
+            } else {
+                assert_int_equal(h, ref);
+            }
+            cs_sim_free(sim);
+        }
+    }
+}
+
+/* On a plain network a broadcast is one shared event (sim.c); with a
+ * trace it is one event per destination.  Both must make the same run:
+ * the same deliveries in the same order, decisions, counters and windows,
+ * also when a node is paused (a shared message then waits in the node's
+ * own heap), crashed and restarted, and on several threads. */
+static void test_shared_broadcast_same_run_as_per_destination(void **state)
+{
+    static proto p;
+    int faults, trace;
+    unsigned threads;
+
+    (void)state;
+    for (faults = 0; faults < 2; faults++) {
+        for (threads = 1; threads <= 2; threads++) {
+            uint64_t ref = 0;
+
+            for (trace = 0; trace < 2; trace++) {
+                cs_sim_config cfg;
+                cs_callbacks cb = av_callbacks;
+                cs_stats st;
+                cs_sim *sim = NULL;
+                uint64_t h;
+
+                av_config(&cfg, 16, threads);
+                cfg.trace = trace;
+                cfg.expect_slots = 4;
+                cfg.stop_when_decided = 0;
+                proto_init(&p, 16, 4);
+                p.min_delay = cs_net_min_delay(&cfg.net);
+                p.timers = 1;
+                cb.ud = &p;
+                assert_int_equal(cs_sim_new(&sim, &cfg), CS_OK);
+                if (faults) {
+                    assert_int_equal(
+                        cs_sim_pause(sim, 3, L + L / 2, 3 * L), CS_OK);
+                    assert_int_equal(cs_sim_crash(sim, 5, 2 * L + 1, 0),
+                                     CS_OK);
+                    assert_int_equal(cs_sim_restart(sim, 5, 5 * L), CS_OK);
+                }
+                assert_int_equal(cs_sim_run(sim, &cb), CS_OK);
+                assert_int_equal(problems(&p), 0);
+                cs_sim_stats(sim, &st);
+                assert_true(st.delivered > 0);
+                if (faults) {
+                    assert_true(st.dropped_down > 0);
+                }
+                h = digest(&p, sim);
+                if (trace == 0) {
+                    ref = h;
+                } else {
+                    assert_int_equal(h, ref);
+                }
+                cs_sim_free(sim);
+            }
+        }
+    }
+}
+
 static void test_message_never_delivered_before_min_delay(void **state)
 {
     static proto p;
@@ -1611,6 +1718,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_output_identical_across_thread_counts),
         cmocka_unit_test(test_identical_with_uniform_latency_and_loss),
         cmocka_unit_test(test_identical_with_other_latency_models),
+        cmocka_unit_test(test_identical_with_parallel_merge_and_inbox_caps),
+        cmocka_unit_test(test_shared_broadcast_same_run_as_per_destination),
         cmocka_unit_test(test_message_never_delivered_before_min_delay),
         cmocka_unit_test(test_output_records_in_time_node_seq_order),
         cmocka_unit_test(test_runs_in_parallel_with_two_threads),
