@@ -7,6 +7,8 @@
 #ifndef LCONSENSUS_H
 #define LCONSENSUS_H
 
+#include <stdatomic.h>
+
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -29,12 +31,17 @@ LCS_EXPORT int luaopen_consensus(lua_State *L);
 /* Kinds of records a node emits to the main state (cs_sim_emit). */
 enum { LCS_OUT_LOG = 1, LCS_OUT_NOTE, LCS_OUT_ERROR, LCS_OUT_COUNT };
 
+/* The watchdog's default: wall-clock seconds one handler call may run. */
+#define LCS_WATCHDOG_SECS 5.0
+
 /* Limits a run gives its node states. */
 typedef struct lcs_limits {
-    size_t max_msg; /* bytes of one encoded message */
-    long budget;    /* VM instructions per handler call */
-    size_t mem;     /* bytes of one node state */
-    int allow;      /* LCS_ALLOW_*: libraries opened on purpose */
+    size_t max_msg;  /* bytes of one encoded message */
+    long budget;     /* VM instructions per handler call; 0: none */
+    double watchdog; /* wall-clock seconds per handler call, without a
+                        budget (lwatch.c); 0: none */
+    size_t mem;      /* bytes of one node state */
+    int allow;       /* LCS_ALLOW_*: libraries opened on purpose */
 } lcs_limits;
 
 /* What a scenario may give node states on purpose (sim{allow = {...}},
@@ -63,10 +70,14 @@ typedef struct lcs_node {
     struct lcs_run *run;
     uint32_t id, n, f;
     const lcs_limits *lim;
-    lcs_wbuf wbuf; /* encode scratch */
-    size_t mem;    /* bytes allocated by L */
-    long steps;    /* instructions used by the current call */
-    int capped;    /* the memory cap refused an allocation */
+    lcs_wbuf wbuf;            /* encode scratch */
+    size_t mem;               /* bytes allocated by L */
+    long steps;               /* instructions used by the current call */
+    atomic_uint calls;        /* handler calls begun + ended: odd inside one */
+    atomic_uint trip_call;    /* the call the watchdog armed the hook for */
+    _Atomic double trip_secs; /* ... after running this long */
+    int tripped;              /* the watchdog stopped the current call */
+    int capped;               /* the memory cap refused an allocation */
     int in_handler;
     uint32_t ntags; /* timer names interned so far */
     lcs_tcache tcache[LCS_TCACHE];
@@ -126,9 +137,23 @@ typedef struct lcs_run {
     char **types;
     size_t *type_lens;
     uint32_t ntypes, captypes;
-    unsigned char *pks; /* every node's public key, 32 bytes each;
+    unsigned char *pks;      /* every node's public key, 32 bytes each;
                                read-only during the run */
+    struct lcs_watch *watch; /* the watchdog, while the run runs */
 } lcs_run;
+
+/* lwatch.c: the watchdog thread.  Start it for a run (no thread when
+ * 'limit' is 0); stop it before the node states close.  hold/release
+ * guard a node state's opening and closing against it (no-ops without a
+ * watchdog). */
+typedef struct lcs_watch lcs_watch;
+int lcs_watch_start(lcs_run *run, double limit);
+void lcs_watch_stop(lcs_run *run);
+void lcs_watch_hold(lcs_run *run);
+void lcs_watch_release(lcs_run *run);
+/* lnode.c: make node 'nd' raise at its next VM instruction if it is still
+ * in handler call 'call' (the watchdog's thread). */
+void lcs_node_trip(lcs_node *nd, unsigned call, double secs);
 
 /* lsign.c: Ed25519 keys of every node, derived from the seed; node:sign
  * and node:verify.  lcs_sign_setup fills run->pks and each node's sk. */

@@ -17,11 +17,14 @@
  * functions that find their node through the state's extra space); its
  * metatable answers 'now'.  Protocols keep per-node state in it freely.
  *
- * Every handler runs under lua_pcall with a traceback, and under a count
- * hook that stops a handler exceeding its instruction budget.  A script
- * cannot swallow that stop with pcall: the node's pcall and xpcall re-raise
- * once the budget is spent.  An error fails the node; the message goes to
- * the main state as an LCS_OUT_ERROR record.
+ * Every handler runs under lua_pcall with a traceback.  With an
+ * instruction budget (--budget N) a count hook stops a handler that runs
+ * past it, at the same instruction on every replay; without one (the
+ * default: any count hook slows every instruction) the watchdog thread
+ * (lwatch.c) stops a call that runs too long in wall-clock time.  A script
+ * cannot swallow either stop with pcall: the node's pcall and xpcall
+ * re-raise.  An error fails the node; the message goes to the main state
+ * as an LCS_OUT_ERROR record.
  *
  * Two kinds of message.  A table (node:send, node:broadcast) is decoded
  * into a fresh table for receive(node, msg, from).  A positional message
@@ -42,6 +45,7 @@
 
 #include <lualib.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,9 +202,51 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     }
 }
 
+/* The watchdog's hook (armed from its thread by lcs_node_trip): raise if
+ * the call it was armed for is still the one running, else it is a stale
+ * arming that arrived as the call ended: remove it. */
+static void trip_hook(lua_State *L, lua_Debug *ar)
+{
+    lcs_node *nd = lcs_node_of(L);
+    char secs[32];
+    unsigned c;
+
+    (void)ar;
+    if (nd == NULL) {
+        return;
+    }
+    c = atomic_load_explicit(&nd->calls, memory_order_relaxed);
+    if (!nd->in_handler ||
+        atomic_load_explicit(&nd->trip_call, memory_order_relaxed) != c) {
+        lua_sethook(L, NULL, 0, 0);
+        return;
+    }
+    nd->tripped = 1;
+    snprintf(secs, sizeof secs, "%g",
+             atomic_load_explicit(&nd->trip_secs, memory_order_relaxed));
+    luaL_error(L,
+               "handler still running after %s s of wall-clock time: "
+               "stopped by the watchdog (an endless loop?).  Where it "
+               "stopped depends on the machine; --budget N stops a handler "
+               "at a fixed instruction count instead",
+               secs);
+}
+
+void lcs_node_trip(lcs_node *nd, unsigned call, double secs)
+{
+    lcs_watch_hold(nd->run);
+    if (nd->L != NULL &&
+        atomic_load_explicit(&nd->calls, memory_order_relaxed) == call) {
+        atomic_store_explicit(&nd->trip_secs, secs, memory_order_relaxed);
+        atomic_store_explicit(&nd->trip_call, call, memory_order_relaxed);
+        lua_sethook(nd->L, trip_hook, LUA_MASKCOUNT, 1);
+    }
+    lcs_watch_release(nd->run);
+}
+
 static int spent(const lcs_node *nd)
 {
-    return nd->lim->budget > 0 && nd->steps > nd->lim->budget;
+    return (nd->lim->budget > 0 && nd->steps > nd->lim->budget) || nd->tripped;
 }
 
 /* --------------------------------------------------- sandboxed globals */
@@ -902,7 +948,9 @@ int lcs_node_open(lcs_node *nd)
         return CS_ENOMEM;
     }
     *(lcs_node **)lua_getextraspace(L) = nd;
+    lcs_watch_hold(nd->run); /* a restart, while the watchdog looks */
     nd->L = L;
+    lcs_watch_release(nd->run);
     /* a fresh state: a fresh cache table, inside deliver */
     memset(nd->scache.len, 0, sizeof nd->scache.len);
     nd->scache.idx = lua_upvalueindex(1);
@@ -913,7 +961,9 @@ int lcs_node_open(lcs_node *nd)
         lcs_node_close(nd);
         return CS_ENOMEM;
     }
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    if (nd->lim->budget > 0) {
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    }
     /* Messages are short-lived tables: the generational collector
      * handles them with less work than the incremental one. */
     lua_gc(L, LUA_GCGEN, 0, 0);
@@ -923,8 +973,10 @@ int lcs_node_open(lcs_node *nd)
 void lcs_node_close(lcs_node *nd)
 {
     if (nd->L != NULL) {
+        lcs_watch_hold(nd->run); /* a crash, while the watchdog looks */
         lua_close(nd->L);
         nd->L = NULL;
+        lcs_watch_release(nd->run);
     }
     lcs_node_free_slabs(nd);
     lcs_wbuf_free(&nd->wbuf);
@@ -1085,10 +1137,14 @@ static int call(lcs_node *nd, int nargs, const char *what)
     int rc;
 
     nd->steps = 0;
+    nd->tripped = 0;
     nd->in_handler = 1;
+    /* odd while the call runs: what the watchdog looks at */
+    atomic_fetch_add_explicit(&nd->calls, 1, memory_order_relaxed);
     nd->on_type = NULL;
     rc = lua_pcall(L, nargs, 0, S_MSGH);
     nd->in_handler = 0;
+    atomic_fetch_add_explicit(&nd->calls, 1, memory_order_relaxed);
     if (rc != LUA_OK) {
         size_t len, i;
         const char *msg;

@@ -139,7 +139,8 @@ static int l_newsim(lua_State *L)
     lua_getfield(L, 1, "strict");
     box->strict = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    box->lim.budget = (long)field_num(L, 1, "budget", 50000000);
+    box->lim.budget = (long)field_num(L, 1, "budget", 0);
+    box->lim.watchdog = field_num(L, 1, "watchdog", LCS_WATCHDOG_SECS);
     box->lim.mem = (size_t)field_num(L, 1, "memory", 64.0 * 1024 * 1024);
     box->lim.max_msg = (size_t)field_num(L, 1, "max_msg", 1024 * 1024);
     box->lim.allow = (int)field_num(L, 1, "allow", 0);
@@ -580,26 +581,31 @@ static void on_output(void *ud, cs_sim *sim, uint32_t node, cs_time at,
     }
 }
 
-/* A scenario action runs under the same instruction budget as a handler:
- * an endless loop in it must end the run, not hang it.  The main state's
- * extra space points at the run while the action runs (our own host and
- * the stock interpreter leave it unused). */
+/* A scenario action runs under an instruction budget (the handlers' when
+ * one is set, else ACTION_BUDGET): an endless loop in it must end the run,
+ * not hang it.  Actions are few, so their hook costs nothing that counts.
+ * The main state's extra space points at the run while the action runs
+ * (our own host and the stock interpreter leave it unused). */
 #define ACTION_HOOK_EVERY 1000
+#define ACTION_BUDGET 50000000
 
 static void action_hook(lua_State *L, lua_Debug *ar)
 {
     lcs_run *run = *(lcs_run **)lua_getextraspace(L);
+    long budget;
 
     (void)ar;
     if (run == NULL) {
         return;
     }
+    budget = run->lim.budget > 0 ? run->lim.budget : ACTION_BUDGET;
+
     run->action_steps += ACTION_HOOK_EVERY;
-    if (run->lim.budget > 0 && run->action_steps > run->lim.budget) {
+    if (run->action_steps > budget) {
         luaL_error(L,
                    "instruction budget exceeded (%I VM instructions in "
                    "one scenario action)",
-                   (LUAI_UACINT)run->lim.budget);
+                   (LUAI_UACINT)budget);
     }
 }
 
@@ -992,7 +998,12 @@ static int l_run(lua_State *L)
     box->run = run;
     lua_pushvalue(L, results); /* readable from actions: box:_notes() */
     lua_setiuservalue(L, 1, 1);
-    rc = cs_sim_run(box->sim, &cb);
+    /* Without an instruction budget, the watchdog stops runaway calls. */
+    if ((rc = lcs_watch_start(
+             run, run->lim.budget > 0 ? 0 : run->lim.watchdog)) == CS_OK) {
+        rc = cs_sim_run(box->sim, &cb);
+        lcs_watch_stop(run);
+    }
     box->run = NULL;
     if (run->trace != NULL) {
         cs_stats st;

@@ -174,6 +174,7 @@ return function(M)
     s.validity = cfg.validity ~= false
     s.strict = cfg.strict or o.strict or false
     s.budget = cfg.budget or s.budget
+    s.watchdog = cfg.watchdog or o.watchdog
     s.memory = cfg.memory or o.memory
     s.max_msg = cfg.max_msg or o.max_msg
     s.name = cfg.name
@@ -451,9 +452,10 @@ return function(M)
     parts[#parts + 1] = format("--nodes %d --faulty %d --seed %d", self.nodes, self.faulty, self.seed)
     -- The host options that change the run, when given.
     local o = M.options()
-    local defaults = { budget = 50000000, memory = 67108864, max_msg = 1048576, inbox = 0,
-                       ["until"] = 60000 }
+    local defaults = { budget = 0, watchdog = 5, memory = 67108864, max_msg = 1048576,
+                       inbox = 0, ["until"] = 60000 }
     for _, name in ipairs { "latency", "loss", "duplicate", "attack", "attacker", "budget",
+                            "watchdog",
                             "memory", "max_msg", "inbox", "until", "partition", "crash",
                             "heal_at" } do
       if o[name] ~= nil and o[name] ~= defaults[name] then
@@ -594,7 +596,8 @@ return function(M)
       slots = slots, latency = self.latency, loss = self.loss,
       duplicate = self.duplicate, validity = self.validity,
       stop_when_decided = opts.stop_when_decided ~= false,
-      strict = self.strict, budget = self.budget, memory = self.memory,
+      strict = self.strict, budget = self.budget, watchdog = self.watchdog,
+      memory = self.memory,
       max_msg = self.max_msg, inbox = self.inbox, overflow = self.overflow,
       allow = self.allow, fifo = self.fifo,
       trace = (self.trace or M.options().svg or M.options().shiviz) ~= nil,

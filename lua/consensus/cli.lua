@@ -12,7 +12,7 @@ local error, ipairs, pairs, pcall = error, ipairs, pairs, pcall
 local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
 local concat, sort = table.concat, table.sort
 local format, rep = string.format, string.rep
-local math_type, floor = math.type, math.floor
+local math_type, floor, huge = math.type, math.floor, math.huge
 local require = require
 
 
@@ -32,7 +32,8 @@ M.HOST = {
   { "attack", "NAME", "string", "the faulty nodes run this attacker library strategy" },
   { "byzantine", "IDS", "string", "which nodes are faulty, e.g. 0,3 (default: chosen by the seed)" },
   { "attacker", "FILE", "string", "the faulty nodes run the attacker hooks FILE returns" },
-  { "budget", "N", "int", "VM instructions one handler call may run", 50000000 },
+  { "budget", "N", "int", "VM instructions one handler call may run (slower; default: no count)" },
+  { "watchdog", "S", "num", "wall-clock seconds one handler call may run when there is no --budget (0: no limit)", 5 },
   { "heal_at", "MS", "num", "end every network fault and crash at this time" },
   { "partition", "SPEC", "string", "split the network, e.g. 0,1|2,3,4@100-400 (';' for more)" },
   { "crash", "SPEC", "string", "crash a node: ID@AT or ID@AT-RESTART (';' for more)" },
@@ -204,8 +205,11 @@ function M.check(opts)
       end
     end
   end
-  if opts.budget ~= nil and opts.budget < 1000 then
-    M.usage_error("--budget must be at least 1000")
+  if opts.budget ~= nil and opts.budget ~= 0 and opts.budget < 1000 then
+    M.usage_error("--budget must be at least 1000 (or 0: no instruction budget)")
+  end
+  if opts.watchdog ~= nil and not (opts.watchdog >= 0 and opts.watchdog < huge) then
+    M.usage_error("--watchdog must be a number of seconds >= 0 (0: no watchdog)")
   end
   if type(opts.byzantine) == "string" then
     local ids = {}

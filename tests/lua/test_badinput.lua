@@ -102,6 +102,7 @@ local CASES = {
   { "--faulty -1", { MV, "--faulty", "-1" }, 2, { "--faulty must be at least 0" } },
   { "--rounds 0", { MV, "--rounds", "0" }, 2, { "--rounds must be at least 1" } },
   { "--budget 10", { MV, "--budget", "10" }, 2, { "--budget must be at least 1000" } },
+  { "--watchdog -1", { MV, "--watchdog", "-1" }, 2, { "--watchdog must be a number of seconds >= 0" } },
   { "--memory abc", { MV, "--memory", "abc" }, 2, { "--memory needs an integer, got 'abc'" } },
   { "--inbox -1", { MV, "--inbox", "-1" }, 2, { "--inbox must be at least 0" } },
   { "--heal-at abc", { MV, "--heal-at", "abc" }, 2, { "--heal-at needs a number, got 'abc'" } },
@@ -157,6 +158,18 @@ sim:run():print()
 ]] },
 
   ------------------------------------------------------------ handlers
+  -- Without --budget, the watchdog stops a call that runs too long in
+  -- wall-clock time; the node's pcall cannot hold it.
+  { "an endless loop under pcall, stopped by the watchdog", { "SCRIPT", "--watchdog", "0.3" }, 2,
+    { "node 1 failed", "stopped by the watchdog", "--budget N" },
+    want_out = { "2 of 3 honest nodes decided", "--watchdog 0.3" },
+    script = node1("while true do pcall(function() while true do end end) end") },
+  { "an endless loop with the default watchdog (5 s)", { "SCRIPT" }, 2,
+    { "node 1 failed", "after 5 s of wall-clock time" }, want_out = { "2 of 3 honest nodes decided" },
+    timeout = 60, script = node1("local x = 0 while true do x = x + 1 end") },
+  { "--budget N stops an endless loop instead of the watchdog", { "SCRIPT", "--budget", "100000" }, 2,
+    { "node 1 failed", "instruction budget exceeded (100000" }, absent = { "watchdog" },
+    script = node1("while true do end") },
   { "an endless loop in coroutines, resumed in a loop", { "SCRIPT", "--budget", "100000" }, 2,
     { "node 1 failed", "instruction budget exceeded" }, want_out = { "2 of 3 honest nodes decided" },
     script = node1("while true do coroutine.resume(coroutine.create(function() while true do end end)) end") },
