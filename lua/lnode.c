@@ -185,6 +185,14 @@ static void *node_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* Instructions between two budget checks: HOOK_EVERY, or the budget
+ * itself when smaller, so a call stops within that many instructions
+ * past its budget. */
+static int hook_every(const lcs_node *nd)
+{
+    return nd->lim->budget < HOOK_EVERY ? (int)nd->lim->budget : HOOK_EVERY;
+}
+
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     lcs_node *nd = lcs_node_of(L);
@@ -193,7 +201,7 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     if (nd == NULL || !nd->in_handler) {
         return;
     }
-    nd->steps += HOOK_EVERY;
+    nd->steps += hook_every(nd);
     if (nd->lim->budget > 0 && nd->steps > nd->lim->budget) {
         luaL_error(L,
                    "instruction budget exceeded (%I VM instructions in "
@@ -962,7 +970,7 @@ int lcs_node_open(lcs_node *nd)
         return CS_ENOMEM;
     }
     if (nd->lim->budget > 0) {
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, hook_every(nd));
     }
     /* Messages are short-lived tables: the generational collector
      * handles them with less work than the incremental one. */
@@ -1138,6 +1146,11 @@ static int call(lcs_node *nd, int nargs, const char *what)
 
     nd->steps = 0;
     nd->tripped = 0;
+    if (nd->lim->budget > 0) {
+        /* Count from 0 in every call: the hook's period must not carry
+         * over from the previous call. */
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, hook_every(nd));
+    }
     nd->in_handler = 1;
     /* odd while the call runs: what the watchdog looks at */
     atomic_fetch_add_explicit(&nd->calls, 1, memory_order_relaxed);

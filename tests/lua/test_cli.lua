@@ -99,6 +99,28 @@ end }
 script_case("an endless loop is stopped by the budget, even through pcall", LOOP, {}, 2,
   { "node 1 failed", "instruction budget exceeded" })
 
+-- The count restarts with every call: 2000 short timer calls (a few dozen
+-- instructions each) stay within --budget 1000 however many they add up to.
+local SHORT = [[
+local consensus = require "consensus"
+local sim = consensus.sim{ nodes = 2 }
+sim:spawn{
+  start = function(node) node:propose(1); node:set_timer("t", 1) end,
+  timer = function(node)
+    node.k = (node.k or 0) + 1
+    if node.k < 2000 then node:set_timer("t", 1) else node:decide(1) end
+  end,
+}
+sim:run():print()
+]]
+cases[#cases + 1] = { "--budget 1000: many short calls each stay within it", function()
+  local path = t.temp_script(SHORT)
+  local out, err, code = t.host_run(path, "--budget", "1000")
+  os.remove(path)
+  t.eq(code, 0, "exit status (stderr: " .. err .. ")")
+  t.has(out, "agreement OK", "report")
+end }
+
 cases[#cases + 1] = { "a handler error leaves the run going (other nodes decide)", function()
   local path = t.temp_script(RAISE)
   local out, _, code = t.host_run(path, "--json")
