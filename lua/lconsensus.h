@@ -34,6 +34,10 @@ enum { LCS_OUT_LOG = 1, LCS_OUT_NOTE, LCS_OUT_ERROR, LCS_OUT_COUNT };
 /* The watchdog's default: wall-clock seconds one handler call may run. */
 #define LCS_WATCHDOG_SECS 5.0
 
+/* Nested coroutine resumes the watchdog can reach (the C stack allows
+ * about 200). */
+#define LCS_CO_MAX 256
+
 /* Limits a run gives its node states. */
 typedef struct lcs_limits {
     size_t max_msg;  /* bytes of one encoded message */
@@ -70,14 +74,17 @@ typedef struct lcs_node {
     struct lcs_run *run;
     uint32_t id, n, f;
     const lcs_limits *lim;
-    lcs_wbuf wbuf;            /* encode scratch */
-    size_t mem;               /* bytes allocated by L */
-    long steps;               /* instructions used by the current call */
-    atomic_uint calls;        /* handler calls begun + ended: odd inside one */
-    atomic_uint trip_call;    /* the call the watchdog armed the hook for */
-    _Atomic double trip_secs; /* ... after running this long */
-    int tripped;              /* the watchdog stopped the current call */
-    int capped;               /* the memory cap refused an allocation */
+    lcs_wbuf wbuf;             /* encode scratch */
+    size_t mem;                /* bytes allocated by L */
+    long steps;                /* instructions used by the current call */
+    atomic_uint calls;         /* handler calls begun + ended: odd inside one */
+    atomic_uint trip_call;     /* the call the watchdog armed the hook for */
+    _Atomic double trip_secs;  /* ... after running this long */
+    int tripped;               /* the watchdog stopped the current call */
+    lua_State *co[LCS_CO_MAX]; /* coroutines being resumed, outermost first
+                                  (lock: the watchdog's) */
+    int nco;
+    int capped; /* the memory cap refused an allocation */
     int in_handler;
     uint32_t ntags; /* timer names interned so far */
     lcs_tcache tcache[LCS_TCACHE];

@@ -242,14 +242,90 @@ static void trip_hook(lua_State *L, lua_Debug *ar)
 
 void lcs_node_trip(lcs_node *nd, unsigned call, double secs)
 {
+    int i;
+
     lcs_watch_hold(nd->run);
     if (nd->L != NULL &&
         atomic_load_explicit(&nd->calls, memory_order_relaxed) == call) {
         atomic_store_explicit(&nd->trip_secs, secs, memory_order_relaxed);
         atomic_store_explicit(&nd->trip_call, call, memory_order_relaxed);
         lua_sethook(nd->L, trip_hook, LUA_MASKCOUNT, 1);
+        /* and every coroutine being resumed: a hook set on a state does
+         * not reach a coroutine that already runs */
+        for (i = 0; i < nd->nco; i++) {
+            lua_sethook(nd->co[i], trip_hook, LUA_MASKCOUNT, 1);
+        }
     }
     lcs_watch_release(nd->run);
+}
+
+/* coroutine.resume and coroutine.wrap's functions go through here: the
+ * coroutine is on nd->co while it runs, for lcs_node_trip.  Upvalue 1 is
+ * the library's resume.  [co, args...] -> resume's results. */
+static int resume_tracked(lua_State *L, lua_State *co)
+{
+    lcs_node *nd = lcs_node_of(L);
+    int tracked = nd != NULL && nd->nco < LCS_CO_MAX, rc;
+
+    if (tracked) {
+        lcs_watch_hold(nd->run);
+        nd->co[nd->nco++] = co;
+        lcs_watch_release(nd->run);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    if (tracked) {
+        lcs_watch_hold(nd->run);
+        nd->nco--;
+        lcs_watch_release(nd->run);
+    }
+    return rc == LUA_OK ? lua_gettop(L) : lua_error(L);
+}
+
+static int node_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+
+    luaL_argexpected(L, co != NULL, 1, "coroutine");
+    return resume_tracked(L, co);
+}
+
+/* A function made by coroutine.wrap: upvalues resume, the coroutine.  As
+ * the library's: results on success, the error raised again (a string
+ * error with the caller's position) on failure. */
+static int node_wrapped(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+    int n;
+
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    n = resume_tracked(L, co);
+    if (!lua_toboolean(L, 1)) {
+        if (lua_type(L, 2) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            lua_pushvalue(L, 2);
+            lua_concat(L, 2);
+        } else {
+            lua_pushvalue(L, 2);
+        }
+        return lua_error(L);
+    }
+    return n - 1;
+}
+
+static int node_wrap(lua_State *L)
+{
+    lua_State *co;
+
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* resume */
+    co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, node_wrapped, 2);
+    return 1;
 }
 
 static int spent(const lcs_node *nd)
@@ -870,6 +946,15 @@ static int setup(lua_State *L)
     luaL_requiref(L, "consensus", luaopen_consensus, 0);
     lua_pop(L, 1);
 
+    /* Coroutines the watchdog can reach (lcs_node_trip). */
+    lua_getglobal(L, LUA_COLIBNAME);
+    lua_getfield(L, -1, "resume");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, node_resume, 1);
+    lua_setfield(L, -3, "resume");
+    lua_pushcclosure(L, node_wrap, 1);
+    lua_setfield(L, -2, "wrap");
+    lua_pop(L, 1);
     /* Deterministic stand-ins for the outside world. */
     set_global_fn(L, nd, LUA_MATHLIBNAME, "random", node_random);
     set_global_fn(L, nd, LUA_MATHLIBNAME, "randomseed", node_randomseed);
