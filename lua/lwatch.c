@@ -127,7 +127,9 @@ int lcs_watch_start(lcs_run *run, double limit)
     }
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
+    run->watch = w; /* before the thread: it reads run->watch */
     if (pthread_create(&w->th, NULL, watch_main, w) != 0) {
+        run->watch = NULL;
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->lock);
         cs_free(w->last);
@@ -135,7 +137,6 @@ int lcs_watch_start(lcs_run *run, double limit)
         cs_free(w);
         return CS_ENOMEM;
     }
-    run->watch = w;
     return CS_OK;
 }
 
