@@ -147,6 +147,8 @@ typedef struct lcs_run {
     unsigned char *pks;      /* every node's public key, 32 bytes each;
                                read-only during the run */
     struct lcs_watch *watch; /* the watchdog, while the run runs */
+    uint64_t key_seed;       /* lsign.c: keys are made on first use ... */
+    atomic_int keys;         /* ... and then this is set */
 } lcs_run;
 
 /* lwatch.c: the watchdog thread.  Start it for a run (no thread when

@@ -15,11 +15,19 @@
  * Together with the core stamping the true sender of every message, this
  * lets protocols forward others' words (PBFT's view change) safely.
  *
- * Threads: run->pks is written before the run and only read during it;
- * a node's secret key and counter belong to that node.
+ * The keys are derived on the first node:sign or node:verify of a run,
+ * by whichever thread gets there first (under run->types_lock): deriving
+ * an Ed25519 key pair costs about 200,000 instructions, and most
+ * protocols never sign.  They depend on the seed alone, so when they are
+ * made changes nothing.
+ *
+ * Threads: run->pks and every node's secret key are written once, under
+ * the lock, before 'keys' is set (release); a thread that sees 'keys' set
+ * (acquire) only reads them.  A node's counter belongs to that node.
  */
 #include "lconsensus.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +38,30 @@
 
 int lcs_sign_setup(lcs_run *run, uint64_t seed)
 {
-    uint32_t i;
-
     if (sodium_init() < 0) {
         return CS_EINVAL;
     }
     if ((run->pks = malloc((size_t)run->n * 32 + 1)) == NULL) {
         return CS_ENOMEM;
+    }
+    run->key_seed = seed;
+    atomic_init(&run->keys, 0);
+    return CS_OK;
+}
+
+/* Every node's key pair, made once. */
+static void need_keys(lcs_run *run)
+{
+    uint64_t seed = run->key_seed;
+    uint32_t i;
+
+    if (atomic_load_explicit(&run->keys, memory_order_acquire)) {
+        return;
+    }
+    pthread_mutex_lock(run->types_lock);
+    if (atomic_load_explicit(&run->keys, memory_order_relaxed)) {
+        pthread_mutex_unlock(run->types_lock);
+        return;
     }
     for (i = 0; i < run->n; i++) {
         unsigned char kseed[crypto_sign_SEEDBYTES];
@@ -53,7 +78,8 @@ int lcs_sign_setup(lcs_run *run, uint64_t seed)
         crypto_sign_seed_keypair(run->pks + (size_t)i * 32, run->nodes[i].sk,
                                  kseed);
     }
-    return CS_OK;
+    atomic_store_explicit(&run->keys, 1, memory_order_release);
+    pthread_mutex_unlock(run->types_lock);
 }
 
 static lcs_node *node_of(lua_State *L)
@@ -69,6 +95,7 @@ int lcs_node_sign(lua_State *L)
     luaL_Buffer b;
 
     luaL_checkany(L, 2);
+    need_keys(nd->run);
     lcs_encode(L, 2, &nd->wbuf, nd->lim->max_msg, 1, "value");
     len = HEAD + nd->wbuf.len + SIG;
     blob = (unsigned char *)luaL_buffinitsize(L, &b, len);
@@ -100,6 +127,7 @@ int lcs_node_verify(lua_State *L)
     }
     who = (uint32_t)blob[4] | (uint32_t)blob[5] << 8 | (uint32_t)blob[6] << 16 |
           (uint32_t)blob[7] << 24;
+    need_keys(nd->run);
     if (who != (uint32_t)signer ||
         crypto_sign_verify_detached(blob + len - SIG, blob, len - SIG,
                                     nd->run->pks + (size_t)who * 32) != 0 ||
