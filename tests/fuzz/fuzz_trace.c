@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     reader r = { data, data + size };
     lcs_run run;
-    lcs_limits lim = { 1 << 20, 0, 0, 0 };
+    lcs_limits lim = { .max_msg = 1 << 20 };
     char *out = NULL;
     size_t outlen = 0, len;
     uint32_t i, n = 1 + byte(&r) % 8;
