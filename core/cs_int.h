@@ -40,7 +40,7 @@ typedef struct cs_event {
 cs_msg *cs__msg_ref_n(cs_msg *m, unsigned n);
 void cs__msg_unref_n(cs_msg *m, unsigned n);
 
-/* A binary min-heap of events stored by value in a growable array. */
+/* A 4-ary min-heap of events stored by value in a growable array. */
 typedef struct cs_heap {
     cs_event *ev;
     size_t len, cap;
