@@ -265,7 +265,7 @@ static void run_node(cs_sim *sim, relmap *rel, uint32_t id)
 static void do_work(worker *w)
 {
     cs_sim *sim = w->sim;
-    size_t i, end;
+    size_t i, end, j, me, nw;
 
     if (sim->phase == PHASE_MERGE) {
         while ((i = atomic_fetch_add(&sim->next, 1)) < sim->nparts) {
@@ -273,23 +273,17 @@ static void do_work(worker *w)
         }
         return;
     }
-    /* Guided: take a quarter of an even share of what is left, so the
-     * first grabs are large (neighbouring nodes stay on one core) and the
-     * last ones small (the threads finish together). */
-    for (;;) {
-        size_t cur = atomic_load(&sim->next), take;
+    /* Each thread first runs its own slice of the active list, so a node
+     * tends to run on the same core window after window and finds its
+     * state in that core's cache; then it helps with the others' slices,
+     * so the threads still finish together. */
+    me = (size_t)(w - sim->workers);
+    nw = (size_t)sim->nth + 1;
+    for (j = 0; j < nw; j++) {
+        slice *sl = &sim->slices[(me + j) % nw];
 
-        if (cur >= sim->nactive) {
-            break;
-        }
-        take = (sim->nactive - cur) / (4 * ((size_t)sim->nth + 1));
-        if (take < 1) {
-            take = 1;
-        }
-        if (!atomic_compare_exchange_weak(&sim->next, &cur, cur + take)) {
-            continue;
-        }
-        for (i = cur, end = cur + take; i < end; i++) {
+        end = sl->end;
+        while ((i = atomic_fetch_add(&sl->next, 1)) < end) {
             run_node(sim, &w->rel, sim->active[i]);
         }
     }
@@ -334,9 +328,15 @@ static void *worker_main(void *arg)
 /* Run the phase described by sim->phase/active/wend on every thread. */
 void cs__pool_round(cs_sim *sim)
 {
+    size_t k, nw;
     int spins;
 
     atomic_store(&sim->next, 0);
+    nw = (size_t)sim->nth + 1;
+    for (k = 0; k < nw; k++) {
+        atomic_store(&sim->slices[k].next, sim->nactive * k / nw);
+        sim->slices[k].end = sim->nactive * (k + 1) / nw;
+    }
     if (sim->nth == 0 || sim->nactive <= 1) {
         do_work(&sim->workers[0]);
         return;
@@ -366,7 +366,10 @@ int cs__pool_start(cs_sim *sim)
     unsigned i, nw = sim->cfg.threads > 1 ? sim->cfg.threads : 1;
 
     sim->nth = 0;
-    if ((sim->workers = cs_calloc(nw, sizeof *sim->workers)) == NULL) {
+    if ((sim->workers = cs_calloc(nw, sizeof *sim->workers)) == NULL ||
+        (sim->slices = cs_calloc(nw, sizeof *sim->slices)) == NULL) {
+        cs_free(sim->workers);
+        sim->workers = NULL;
         return CS_ENOMEM;
     }
     for (i = 0; i < nw; i++) {
@@ -426,4 +429,6 @@ void cs__pool_stop(cs_sim *sim)
     }
     cs_free(sim->workers);
     sim->workers = NULL;
+    cs_free(sim->slices);
+    sim->slices = NULL;
 }

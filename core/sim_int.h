@@ -86,6 +86,15 @@ typedef struct relmap {
     int direct; /* one thread: nothing to contend with, drop at once */
 } relmap;
 
+/* A thread's share of a round's active list: [next, end), taken one node
+ * at a time by the owner and, once its own is done, by the others.  On a
+ * cache line of its own. */
+typedef struct slice {
+    atomic_size_t next;
+    size_t end;
+    char pad[64 - sizeof(atomic_size_t) - sizeof(size_t)];
+} slice;
+
 /* One per thread of the pool; [0] is the thread that called cs_sim_run. */
 typedef struct worker {
     struct cs_sim *sim;
@@ -132,6 +141,7 @@ struct cs_sim {
     pthread_t *th;
     unsigned nth;
     worker *workers; /* nth + 1 */
+    slice *slices;   /* nth + 1: PHASE_START and PHASE_WINDOW */
 
     /* Shared broadcasts (see cs_sim_broadcast): one event, one message
      * reference, for every destination but 'dst' (CS_NO_NODE: none).
