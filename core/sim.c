@@ -314,15 +314,37 @@ void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
     cs__sim_trace(sim, &n->recs, node, n->now, n->seq++, &tr);
 }
 
+/* Append a message event from 'from' to 'into' (an outbox: dst is the
+ * destination; the shared pool: dst is the node skipped), stamped with
+ * the sender's next seq.  The caller accounts for the reference. */
+static int queue_msg(cs_sim *sim, node_rt *n, vec *into, cs_time at,
+                     uint32_t from, uint32_t dst, cs_msg *msg)
+{
+    cs_event ev;
+    int rc;
+
+    ev.at = at;
+    ev.seq = n->seq++;
+    ev.src = from;
+    ev.dst = dst;
+    ev.tag = 0;
+    ev.gen = 0;
+    ev.msg = msg;
+    if ((rc = cs__vec_push(into, &ev, sizeof ev)) != CS_OK) {
+        cs__sim_err(sim, rc);
+    }
+    return rc;
+}
+
 /* Queue one copy of 'msg' for 'to'.  The reference the event owns is
  * counted in *nref and taken by the caller, once per send or broadcast. */
 static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
                     cs_msg *msg, cs_time delay, int kind, unsigned *nref)
 {
-    cs_event ev;
+    cs_time at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
+    uint64_t seq = n->seq; /* the one queue_msg stamps */
     int rc;
 
-    ev.at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
     if (sim->cfg.fifo) {
         /* FIFO links: never before the link's previous message (equal
          * times keep send order through seq).  One array per sender, made
@@ -333,24 +355,17 @@ static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
             cs__sim_err(sim, CS_ENOMEM);
             return CS_ENOMEM;
         }
-        if (ev.at < n->last_arrival[to]) {
-            ev.at = n->last_arrival[to];
+        if (at < n->last_arrival[to]) {
+            at = n->last_arrival[to];
         }
-        n->last_arrival[to] = ev.at;
+        n->last_arrival[to] = at;
     }
-    ev.seq = n->seq++;
-    ev.src = from;
-    ev.dst = to;
-    ev.tag = 0;
-    ev.gen = 0;
-    ev.msg = msg;
-    if ((rc = cs__vec_push(&n->outbox, &ev, sizeof ev)) != CS_OK) {
-        cs__sim_err(sim, rc);
+    if ((rc = queue_msg(sim, n, &n->outbox, at, from, to, msg)) != CS_OK) {
         return rc;
     }
     ++*nref;
     if (sim->cfg.trace) {
-        cs__sim_trace_msg(sim, n, from, kind, to, from, ev.seq, msg, 0, ev.at);
+        cs__sim_trace_msg(sim, n, from, kind, to, from, seq, msg, 0, at);
     }
     return rc;
 }
@@ -453,21 +468,15 @@ static int share(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
     node_rt *n = &sim->nodes[from];
     uint32_t count = sim->cfg.nodes - (self ? 0 : 1);
     cs_time delay = cs_net_delay(&sim->cfg.net, &n->rng); /* no draw */
-    cs_event ev;
+    cs_time at;
     int rc;
 
     if (count == 0) {
         return CS_OK;
     }
-    ev.at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
-    ev.seq = n->seq++;
-    ev.src = from;
-    ev.dst = self ? CS_NO_NODE : from;
-    ev.tag = 0;
-    ev.gen = 0;
-    ev.msg = msg;
-    if ((rc = cs__vec_push(&n->bout, &ev, sizeof ev)) != CS_OK) {
-        cs__sim_err(sim, rc);
+    at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
+    if ((rc = queue_msg(sim, n, &n->bout, at, from, self ? CS_NO_NODE : from,
+                        msg)) != CS_OK) {
         return rc;
     }
     cs_msg_ref(msg);

@@ -515,19 +515,27 @@ static cs_msg *encode_msg(lua_State *L, lcs_node *nd, int idx)
     return m;
 }
 
-static int m_send(lua_State *L)
+/* Send 'm' (the caller's reference) to node 'to'; 'what' names the
+ * method in errors. */
+static int send_one(lua_State *L, lcs_node *nd, uint32_t to, cs_msg *m,
+                    const char *what)
 {
-    lcs_node *nd = checknode(L);
-    uint32_t to = check_peer(L, nd, 2);
-    cs_msg *m = encode_msg(L, nd, 3);
     int rc = cs_sim_send(nd->sim, nd->id, to, m);
 
     lcs_type_count(nd, cs_msg_kind(m), 1, cs_msg_len(m));
     cs_msg_unref(m);
     if (rc != CS_OK) {
-        return luaL_error(L, "send: %s", cs_strerror(rc));
+        return luaL_error(L, "%s: %s", what, cs_strerror(rc));
     }
     return 0;
+}
+
+static int m_send(lua_State *L)
+{
+    lcs_node *nd = checknode(L);
+    uint32_t to = check_peer(L, nd, 2);
+
+    return send_one(L, nd, to, encode_msg(L, nd, 3), "send");
 }
 
 /* Send 'm' (the caller's reference) to every node, 'self' included or
@@ -580,15 +588,8 @@ static int m_post(lua_State *L)
 {
     lcs_node *nd = checknode(L);
     uint32_t to = check_peer(L, nd, 2);
-    cs_msg *m = encode_post(L, nd, 3);
-    int rc = cs_sim_send(nd->sim, nd->id, to, m);
 
-    lcs_type_count(nd, cs_msg_kind(m), 1, cs_msg_len(m));
-    cs_msg_unref(m);
-    if (rc != CS_OK) {
-        return luaL_error(L, "post: %s", cs_strerror(rc));
-    }
-    return 0;
+    return send_one(L, nd, to, encode_post(L, nd, 3), "post");
 }
 
 /* node:post_all(type, ...): to every node, itself included. */
