@@ -34,9 +34,10 @@ enum { LCS_OUT_LOG = 1, LCS_OUT_NOTE, LCS_OUT_ERROR, LCS_OUT_COUNT };
 /* The watchdog's default: wall-clock seconds one handler call may run. */
 #define LCS_WATCHDOG_SECS 5.0
 
-/* Nested coroutine resumes the watchdog can reach (the C stack allows
- * about 200). */
-#define LCS_CO_MAX 256
+/* Nested coroutine resumes the watchdog can reach; a coroutine nested
+ * deeper is stopped once control is back within this depth (the stack
+ * costs 8 bytes a level in every node). */
+#define LCS_CO_MAX 32
 
 /* Limits a run gives its node states. */
 typedef struct lcs_limits {
