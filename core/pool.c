@@ -3,9 +3,12 @@
  *
  * threads - 1 workers plus the thread that called cs_sim_run.  A round
  * runs one phase (every node's start, or one window) over the active
- * nodes: they are handed out in guided chunks through the atomic index
- * 'next' (a chunk keeps neighbouring node structs on one core), and each
- * node runs its events in (at, src, seq) order on exactly one thread.
+ * nodes: each thread has a slice of the active list and runs it first
+ * (a node keeps to one core, and its state to that core's cache), then
+ * takes nodes from the other slices one at a time through their atomic
+ * cursors; each node runs its events in (at, src, seq) order on exactly
+ * one thread.  The merge phase hands out destination ranges through the
+ * atomic index 'next'.
  *
  * A delivered message's reference is not dropped at once: each thread
  * gathers its window's drops per message (relmap) and gives them back

@@ -25,11 +25,9 @@
  * from its own stream) and record order are all functions of the seed
  * alone: the number of threads changes nothing but speed.
  *
- * Threads and locking: the pool has one mutex, 'lock', protecting 'round',
- * 'running' and 'quit'; the phase description (active list, window end) is
- * written by the main thread before it takes the lock to start a round,
- * and read by workers after they take it, so the lock orders them.  Work
- * is handed out through the atomic 'next' index.  Everything in a node_rt
+ * Threads and locking: see pool.c for the hand-off of a round (the
+ * phase description, active list and window end, is written by the main
+ * thread before it publishes the round) and how work is handed out.  Everything in a node_rt
  * is touched only by the worker running that node in the current round,
  * or by the main thread between rounds: no lock.  Lock order: there is
  * only one lock, and no callback runs while it is held.
@@ -314,6 +312,12 @@ void cs__sim_trace_msg(cs_sim *sim, node_rt *n, uint32_t node, int kind,
     cs__sim_trace(sim, &n->recs, node, n->now, n->seq++, &tr);
 }
 
+/* When a message sent now by 'n' with this delay arrives (saturating). */
+static cs_time arrival(const node_rt *n, cs_time delay)
+{
+    return delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
+}
+
 /* Append a message event from 'from' to 'into' (an outbox: dst is the
  * destination; the shared pool: dst is the node skipped), stamped with
  * the sender's next seq.  The caller accounts for the reference. */
@@ -341,7 +345,7 @@ static int queue_msg(cs_sim *sim, node_rt *n, vec *into, cs_time at,
 static int push_out(cs_sim *sim, node_rt *n, uint32_t from, uint32_t to,
                     cs_msg *msg, cs_time delay, int kind, unsigned *nref)
 {
-    cs_time at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
+    cs_time at = arrival(n, delay);
     uint64_t seq = n->seq; /* the one queue_msg stamps */
     int rc;
 
@@ -467,14 +471,12 @@ static int share(cs_sim *sim, uint32_t from, cs_msg *msg, int self)
 {
     node_rt *n = &sim->nodes[from];
     uint32_t count = sim->cfg.nodes - (self ? 0 : 1);
-    cs_time delay = cs_net_delay(&sim->cfg.net, &n->rng); /* no draw */
-    cs_time at;
+    cs_time at = arrival(n, cs_net_delay(&sim->cfg.net, &n->rng)); /* no draw */
     int rc;
 
     if (count == 0) {
         return CS_OK;
     }
-    at = delay > CS_TIME_MAX - n->now ? CS_TIME_MAX : n->now + delay;
     if ((rc = queue_msg(sim, n, &n->bout, at, from, self ? CS_NO_NODE : from,
                         msg)) != CS_OK) {
         return rc;

@@ -1055,9 +1055,8 @@ int lcs_node_open(lcs_node *nd)
         lcs_node_close(nd);
         return CS_ENOMEM;
     }
-    if (nd->lim->budget > 0) {
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, hook_every(nd));
-    }
+    /* No hook here: call() sets the budget's count hook (if any) afresh
+     * for every handler call. */
     /* Messages are short-lived tables: the generational collector
      * handles them with less work than the incremental one. */
     lua_gc(L, LUA_GCGEN, 0, 0);
